@@ -1,0 +1,3 @@
+from onefold.interfaces.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Collect: accept messages from real clients and files, and land them durably."""

@@ -1,0 +1,1 @@
+"""The management API: authenticated, JSON, described by OpenAPI at ``/api/openapi.json``."""

@@ -1,0 +1,158 @@
+"""The management API application."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from onefold import __version__
+from onefold.collect.events import EventFilter, count_events, list_events
+from onefold.collect.messages import MESSAGE_TYPES
+from onefold.collect.sources import SOURCE_TYPES, SourceError
+from onefold.interfaces.api import errors
+from onefold.interfaces.api.errors import APIError
+from onefold.runtime import Onefold
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+class SourceIn(BaseModel):
+    name: str = Field(description="Unique, lower-case name, e.g. 'web-shop'.")
+    type: str = Field(default="other", description="One of " + ", ".join(SOURCE_TYPES))
+
+
+class SourceOut(BaseModel):
+    id: str
+    name: str
+    type: str
+    write_key: str
+    enabled: bool
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+
+class EventOut(BaseModel):
+    seq: int
+    source_id: str
+    message_id: str
+    type: str
+    event: str | None
+    user_id: str | None
+    anonymous_id: str | None
+    group_id: str | None
+    previous_id: str | None
+    timestamp: datetime | None
+    original_timestamp: datetime | None
+    sent_at: datetime | None
+    received_at: datetime
+    request_id: str
+    origin: str
+    raw: dict = Field(description="The message exactly as the client sent it.")
+    batch: dict | None = Field(description="Batch-level context/integrations merged into it.")
+
+
+class EventPage(BaseModel):
+    events: list[EventOut]
+    next_before: int | None = Field(description="Pass as `before` to get the next page.")
+
+
+def create_api(onefold: Onefold) -> FastAPI:
+    api = FastAPI(
+        title="Onefold management API",
+        version=__version__,
+        description="Manage sources and inspect what Onefold has collected. Every endpoint "
+        "needs the admin token as `Authorization: Bearer <token>`.",
+    )
+    errors.install(api)
+
+    def admin(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        token = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(token.encode(), onefold.admin_token.encode()):
+            raise APIError(401, "unauthorized", "a valid admin token is required")
+
+    auth = [Depends(admin)]
+
+    def source_or_404(name: str):
+        try:
+            return onefold.sources.get(name)
+        except SourceError as error:
+            raise APIError(404, error.code, error.message) from error
+
+    @api.get("/v1/sources", dependencies=auth, response_model=list[SourceOut])
+    def sources_list() -> list[dict]:
+        return [s.to_dict() for s in onefold.sources.list()]
+
+    @api.post("/v1/sources", dependencies=auth, response_model=SourceOut, status_code=201)
+    def sources_create(body: SourceIn) -> dict:
+        try:
+            return onefold.sources.create(body.name, body.type).to_dict()
+        except SourceError as error:
+            status = 409 if error.code == "source_exists" else 400
+            raise APIError(status, error.code, error.message) from error
+
+    @api.get("/v1/sources/{name}", dependencies=auth, response_model=SourceOut)
+    def sources_get(name: str) -> dict:
+        return source_or_404(name).to_dict()
+
+    @api.post("/v1/sources/{name}/disable", dependencies=auth, response_model=SourceOut)
+    def sources_disable(name: str) -> dict:
+        source_or_404(name)
+        return onefold.sources.set_enabled(name, False).to_dict()
+
+    @api.post("/v1/sources/{name}/enable", dependencies=auth, response_model=SourceOut)
+    def sources_enable(name: str) -> dict:
+        source_or_404(name)
+        return onefold.sources.set_enabled(name, True).to_dict()
+
+    @api.get("/v1/events", dependencies=auth, response_model=EventPage)
+    def events_list(
+        source: Annotated[str | None, Query(description="Source name")] = None,
+        type: Annotated[Literal[tuple(sorted(MESSAGE_TYPES))] | None, Query()] = None,  # type: ignore[valid-type]
+        event: str | None = None,
+        user_id: str | None = None,
+        anonymous_id: str | None = None,
+        message_id: str | None = None,
+        since: Annotated[datetime | None, Query(description="Event time, inclusive")] = None,
+        until: Annotated[datetime | None, Query(description="Event time, exclusive")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        before: Annotated[int | None, Query(description="Cursor from next_before")] = None,
+    ) -> dict:
+        source_id = source_or_404(source).id if source else None
+        where = EventFilter(
+            source_id, type, event, user_id, anonymous_id, message_id,
+            _utc(since), _utc(until),
+        )  # fmt: skip
+        events, next_before = list_events(onefold.warehouse, where, limit, before)
+        return {"events": events, "next_before": next_before}
+
+    @api.post("/v1/flush", dependencies=auth)
+    def flush() -> dict:
+        """Load everything acknowledged so far into the warehouse before answering."""
+        onefold.flush()
+        return {"events": count_events(onefold.warehouse)}
+
+    @api.get("/v1/status", dependencies=auth)
+    def status(request: Request) -> dict:
+        loader = onefold.loader
+        return {
+            "version": __version__,
+            "events": count_events(onefold.warehouse),
+            "backlog_bytes": onefold.log.backlog_bytes,
+            "loader_error": loader.last_error,
+            "sources": len(onefold.sources.list()),
+        }
+
+    return api
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)

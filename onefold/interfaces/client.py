@@ -1,0 +1,176 @@
+"""How the CLI reaches Onefold: through the running server's API when one holds the data
+directory, otherwise by opening the data directory itself (embedded)."""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from typing import Protocol
+
+import httpx
+import orjson
+
+from onefold.collect.ingest import prepare
+from onefold.collect.landing import Overloaded
+from onefold.collect.messages import Envelope, now_utc
+from onefold.collect.sources import SourceError
+from onefold.runtime import Onefold, admin_token, read_server_info
+from onefold.settings import Settings
+
+
+class ClientError(RuntimeError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Client(Protocol):
+    def list_sources(self) -> list[dict]: ...
+    def create_source(self, name: str, type: str) -> dict: ...
+    def set_source_enabled(self, name: str, enabled: bool) -> dict: ...
+    def get_source(self, name: str) -> dict: ...
+    def send(self, write_key: str, messages: list[dict], origin: str) -> dict: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class LocalClient:
+    """Works on the data directory directly; only while no server holds it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.onefold = Onefold(settings)
+
+    def list_sources(self) -> list[dict]:
+        return [s.to_dict() for s in self.onefold.sources.list()]
+
+    def _guard(self, call):
+        try:
+            return call().to_dict()
+        except SourceError as error:
+            raise ClientError(error.code, error.message) from error
+
+    def create_source(self, name: str, type: str) -> dict:
+        return self._guard(lambda: self.onefold.sources.create(name, type))
+
+    def set_source_enabled(self, name: str, enabled: bool) -> dict:
+        return self._guard(lambda: self.onefold.sources.set_enabled(name, enabled))
+
+    def get_source(self, name: str) -> dict:
+        return self._guard(lambda: self.onefold.sources.get(name))
+
+    def send(self, write_key: str, messages: list[dict], origin: str) -> dict:
+        source = self.onefold.sources.by_write_key(write_key)
+        if source is None:
+            raise ClientError("invalid_write_key", "the write key is not valid")
+        envelope = Envelope(
+            source_id=source.id,
+            request_id=f"local-{now_utc().timestamp():.6f}",
+            origin=origin,
+            received_at=now_utc(),
+        )
+        prepared = prepare(
+            messages,
+            envelope,
+            max_message_bytes=self.onefold.settings.limits.max_message_bytes,
+        )
+        while prepared.accepted:
+            try:
+                self.onefold.log.append_blocking(prepared.data)
+                break
+            except Overloaded:
+                self.onefold.flush()
+        return {"accepted": prepared.accepted, "rejected": prepared.rejected}
+
+    def flush(self) -> None:
+        self.onefold.flush()
+
+    def close(self) -> None:
+        self.onefold.close()
+
+
+class HttpClient:
+    """Talks to a running server: the management API with the admin token, the tracking
+    API with a source's write key."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.http = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+
+    def _call(self, method: str, path: str, **kwargs) -> dict | list:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ClientError("unreachable", f"cannot reach Onefold at {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                raise ClientError(body.get("code", "error"), body.get("message", response.text))
+            except ValueError:
+                raise ClientError("error", response.text) from None
+        return response.json()
+
+    def list_sources(self) -> list[dict]:
+        return self._call("GET", "/api/v1/sources")
+
+    def create_source(self, name: str, type: str) -> dict:
+        return self._call("POST", "/api/v1/sources", json={"name": name, "type": type})
+
+    def set_source_enabled(self, name: str, enabled: bool) -> dict:
+        action = "enable" if enabled else "disable"
+        return self._call("POST", f"/api/v1/sources/{name}/{action}")
+
+    def get_source(self, name: str) -> dict:
+        return self._call("GET", f"/api/v1/sources/{name}")
+
+    def send(self, write_key: str, messages: list[dict], origin: str) -> dict:
+        """Send through the tracking API's bulk route, retrying while the server is busy."""
+        body = orjson.dumps({"batch": messages})
+        for _ in range(120):
+            response = self.http.post(
+                "/v1/import", content=body, auth=(write_key, ""),
+                headers={"Content-Type": "application/json"},
+            )  # fmt: skip
+            if response.status_code in (429, 503):
+                time.sleep(float(response.headers.get("Retry-After", "1")))
+                continue
+            payload = response.json()
+            if response.status_code == 200:
+                accepted = payload.get("accepted", len(messages))
+                return {"accepted": accepted, "rejected": payload.get("rejected", [])}
+            if response.status_code == 400 and "rejected" in payload:
+                return {"accepted": 0, "rejected": payload["rejected"]}
+            raise ClientError(payload.get("code", "error"), payload.get("message", ""))
+        raise ClientError("overloaded", "the server stayed busy for two minutes")
+
+    def flush(self) -> None:
+        self._call("POST", "/api/v1/flush")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _server_running(settings: Settings) -> bool:
+    lock = settings.data_dir / "onefold.lock"
+    if not lock.exists():
+        return False
+    with lock.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def connect(settings: Settings) -> Client:
+    if _server_running(settings):
+        info = read_server_info(settings.data_dir)
+        if info is None:
+            raise ClientError(
+                "busy", f"another Onefold process holds {settings.data_dir}; try again shortly"
+            )
+        return HttpClient(info["url"], admin_token(settings))
+    return LocalClient(settings)

@@ -1,0 +1,83 @@
+"""Settings, read from ``onefold.toml`` (or the file named by ``ONEFOLD_CONFIG``) and from
+``ONEFOLD_*`` environment variables, which win over the file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+KB = 1024
+MB = 1024 * KB
+
+
+class Limits(BaseSettings):
+    """Size limits of the tracking API, in bytes (after decompression)."""
+
+    max_message_bytes: int = 32 * KB
+    max_batch_bytes: int = 500 * KB
+    max_bulk_batch_bytes: int = 4 * MB
+    max_batch_messages: int = 2500
+
+
+class Landing(BaseSettings):
+    """The append-only landing log that makes acknowledged messages durable."""
+
+    segment_max_bytes: int = 64 * MB
+    segment_max_age_ms: int = 200
+    max_pending_bytes: int = 64 * MB
+    max_backlog_bytes: int = 1024 * MB
+    fsync: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ONEFOLD_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Path("onefold-data")
+    host: str = "127.0.0.1"
+    port: int = 8765
+    admin_token: str | None = Field(
+        default=None,
+        description="Token for the management API; generated into the data directory if unset.",
+    )
+    duckdb_memory_limit: str = "4GB"
+    loader_interval_ms: int = 100
+    bench_noop: bool = Field(
+        default=False,
+        description="Serve /bench/noop/v1/batch: the batch route without storage, for benchmarks.",
+    )
+    limits: Limits = Field(default_factory=Limits)
+    landing: Landing = Field(default_factory=Landing)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("ONEFOLD_CONFIG", "onefold.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file),
+        )
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "onefold.duckdb"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"

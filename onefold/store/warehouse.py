@@ -1,0 +1,66 @@
+"""Opening the embedded DuckDB warehouse and keeping its schema current."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from onefold.store.schema import MIGRATIONS
+
+
+class Warehouse:
+    """One DuckDB database file, shared by the threads of one process.
+
+    DuckDB lets a single process write a database file; each thread works through its own
+    cursor, which :meth:`cursor` hands out.
+    """
+
+    def __init__(self, path: Path, memory_limit: str = "4GB") -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(str(path), config={"memory_limit": memory_limit})
+        self._local = threading.local()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        con = self._con
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        for version, ddl in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            con.execute("BEGIN")
+            try:
+                con.execute(ddl)
+                con.execute("INSERT INTO schema_version VALUES (?)", [version])
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """The calling thread's own connection to the database."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.cursor()
+        cur.execute("BEGIN")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    def close(self) -> None:
+        self._con.close()
