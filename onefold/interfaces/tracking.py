@@ -135,8 +135,9 @@ class TrackingAPI:
             if single:
                 status = 413 if first["code"] == "message_too_large" else 400
                 return _error(status, first["code"], first["message"])
+            too_large = all(r["code"] == "message_too_large" for r in prepared.rejected)
             return _error(
-                400,
+                413 if too_large else 400,
                 first["code"],
                 f"no message in the batch was valid; first: {first['message']}",
                 rejected=prepared.rejected,
