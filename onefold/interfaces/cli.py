@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from onefold import __version__
@@ -35,7 +37,7 @@ def _settings(data_dir: Path | None, **overrides: object) -> Settings:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(1)
 
 
@@ -137,3 +139,151 @@ def sources_enable(name: str, data_dir: DataDir = None) -> None:
 
 def main() -> None:
     app()
+
+
+# -- import ------------------------------------------------------------------------------
+
+
+class ImportKind(StrEnum):
+    profiles = "profiles"
+    events = "events"
+
+
+class ImportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+@app.command("import")
+def import_file(
+    file: Annotated[
+        Path, typer.Argument(help="CSV, JSONL or Parquet file; CSV and JSONL may be gzipped.")
+    ],
+    source: Annotated[str, typer.Option("--source", help="Source to import into.")],
+    kind: Annotated[
+        ImportKind,
+        typer.Option(
+            "--kind",
+            help="profiles: one identify a row; events: one track a row.",
+            case_sensitive=False,
+        ),
+    ],  # fmt: skip
+    format: Annotated[
+        ImportFormat | None,
+        typer.Option("--format", help="File format (default: from the extension)."),
+    ] = None,
+    user_id_column: Annotated[
+        str | None, typer.Option("--user-id-column", help="Column holding the userId.")
+    ] = None,
+    anonymous_id_column: Annotated[
+        str | None, typer.Option("--anonymous-id-column", help="Column holding the anonymousId.")
+    ] = None,
+    event: Annotated[
+        str | None, typer.Option("--event", help="Event name for every row (events).")
+    ] = None,
+    event_column: Annotated[
+        str | None, typer.Option("--event-column", help="Column holding the event name.")
+    ] = None,
+    timestamp_column: Annotated[
+        str | None,
+        typer.Option(
+            "--timestamp-column",
+            help="Column holding when it happened: ISO 8601 or epoch milliseconds "
+            "(default: the time of the import).",
+        ),
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            metavar="TARGET=COLUMN",
+            help="Import COLUMN as the trait/property TARGET (a.b nests); repeatable.",
+        ),
+    ] = None,  # fmt: skip
+    drop: Annotated[
+        list[str] | None,
+        typer.Option("--drop", metavar="COLUMN", help="Leave COLUMN out; repeatable."),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="Where rejected rows go (default: FILE.rejects.jsonl)."),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Import profiles or events from a file; rows already imported are not added again."""
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from onefold.collect.importer import ImportFailed, ImportSpec, parse_mapping, run_import
+
+    try:
+        spec = ImportSpec(
+            kind=kind.value,
+            user_id_column=user_id_column,
+            anonymous_id_column=anonymous_id_column,
+            event=event,
+            event_column=event_column,
+            timestamp_column=timestamp_column,
+            mapping=parse_mapping(mapping),
+            drop=frozenset(drop or ()),
+        )
+        spec.validate()
+    except ImportFailed as exc:
+        _fail(escape(exc.message))
+    if not file.is_file():
+        _fail(escape(f"no such file: {file}"))
+    client = _client(data_dir)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rows]:,} rows, {task.fields[rejected]:,} rejected"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+    tasks = []  # the bar appears with the first progress, not before a failed start
+
+    def show(progress) -> None:
+        if not tasks:
+            tasks.append(bar.add_task(f"Importing {escape(file.name)}", rows=0, rejected=0))
+        (task,) = tasks
+        bar.update(
+            task, completed=progress.done, total=progress.total or None,
+            rows=progress.rows, rejected=progress.rejected,
+        )  # fmt: skip
+
+    try:
+        with bar:
+            result = run_import(
+                client, source, file, spec,
+                format=format.value if format else None, rejects_path=rejects, on_progress=show,
+                max_message_bytes=_settings(data_dir).limits.max_message_bytes,
+            )  # fmt: skip
+    except ImportFailed as exc:
+        _fail(escape(exc.message))
+    except ClientError as exc:
+        if exc.code == "source_not_found":
+            _fail(escape(f"{exc.message}; create it with `onefold sources create {source}`"))
+        _fail(escape(exc.message))
+    finally:
+        client.close()
+    console.print(
+        f"Imported {escape(result.file.name)} into [bold]{escape(source)}[/bold]: "
+        f"{result.rows:,} rows read, "
+        f"{result.accepted:,} accepted, {result.rejected:,} rejected",
+        soft_wrap=True,
+    )
+    console.print("(rows an earlier import already stored are not added again)", style="dim")
+    if result.rejected:
+        err.print(
+            f"[yellow]warning:[/yellow] {result.rejected:,} rows were rejected; their row "
+            f"numbers and reasons are in {result.rejects_path}",
+            soft_wrap=True,
+        )

@@ -63,6 +63,8 @@ class LocalClient:
         source = self.onefold.sources.by_write_key(write_key)
         if source is None:
             raise ClientError("invalid_write_key", "the write key is not valid")
+        if not source.enabled:
+            raise ClientError("source_disabled", f"the source {source.name!r} is disabled")
         envelope = Envelope(
             source_id=source.id,
             request_id=f"local-{now_utc().timestamp():.6f}",
@@ -129,10 +131,15 @@ class HttpClient:
         """Send through the tracking API's bulk route, retrying while the server is busy."""
         body = orjson.dumps({"batch": messages})
         for _ in range(120):
-            response = self.http.post(
-                "/v1/import", content=body, auth=(write_key, ""),
-                headers={"Content-Type": "application/json"},
-            )  # fmt: skip
+            try:
+                response = self.http.post(
+                    "/v1/import", content=body, auth=(write_key, ""),
+                    headers={"Content-Type": "application/json"},
+                )  # fmt: skip
+            except httpx.HTTPError as exc:
+                raise ClientError(
+                    "unreachable", f"cannot reach Onefold at {self.url}: {exc}"
+                ) from exc
             if response.status_code in (429, 503):
                 time.sleep(float(response.headers.get("Retry-After", "1")))
                 continue
@@ -140,7 +147,7 @@ class HttpClient:
             if response.status_code == 200:
                 accepted = payload.get("accepted", len(messages))
                 return {"accepted": accepted, "rejected": payload.get("rejected", [])}
-            if response.status_code == 400 and "rejected" in payload:
+            if response.status_code in (400, 413) and "rejected" in payload:
                 return {"accepted": 0, "rejected": payload["rejected"]}
             raise ClientError(payload.get("code", "error"), payload.get("message", ""))
         raise ClientError("overloaded", "the server stayed busy for two minutes")
