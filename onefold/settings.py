@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     )
     duckdb_memory_limit: str = "4GB"
     loader_interval_ms: int = 100
+    demo_customers: int = Field(default=2000, description="People in the demo (serve --demo).")
     bench_noop: bool = Field(
         default=False,
         description="Serve /bench/noop/v1/batch: the batch route without storage, for benchmarks.",

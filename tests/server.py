@@ -27,6 +27,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = env or {}
+        self.args: list[str] = []
         self.process: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"server-{self.port}.log"
 
@@ -40,7 +41,7 @@ class Server:
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "onefold", "serve"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "onefold", "serve", *self.args], env=env, stdout=log, stderr=log
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
