@@ -1,0 +1,78 @@
+"""The ``onefold`` command, embedded and against a running server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from onefold.interfaces.cli import app
+from onefold.settings import Settings
+from tests.server import ADMIN_TOKEN, Server
+
+runner = CliRunner()
+
+
+def test_sources_commands_without_a_server(tmp_path):
+    data = str(tmp_path / "data")
+    created = runner.invoke(app, ["sources", "create", "web-shop", "--type", "web",
+                                  "--data-dir", data])  # fmt: skip
+    assert created.exit_code == 0, created.output
+    assert "wk_" in created.output
+    listed = runner.invoke(app, ["sources", "list", "--data-dir", data])
+    assert "web-shop" in listed.output
+    disabled = runner.invoke(app, ["sources", "disable", "web-shop", "--data-dir", data])
+    assert "disabled" in disabled.output
+    again = runner.invoke(app, ["sources", "create", "web-shop", "--data-dir", data])
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+    unknown = runner.invoke(app, ["sources", "disable", "nope", "--data-dir", data])
+    assert unknown.exit_code == 1
+
+
+def test_sources_commands_go_through_a_running_server(tmp_path):
+    server = Server(tmp_path / "data").start()
+    try:
+        env = {**os.environ, "ONEFOLD_ADMIN_TOKEN": ADMIN_TOKEN}
+        data = str(tmp_path / "data")
+        result = subprocess.run(
+            [sys.executable, "-m", "onefold", "sources", "create", "crm", "--type", "crm",
+             "--data-dir", data],
+            capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        with server.admin as admin:
+            names = [s["name"] for s in admin.get("/api/v1/sources").json()]
+        assert names == ["crm"]
+    finally:
+        server.stop()
+
+
+def test_settings_from_file_and_environment(tmp_path, monkeypatch):
+    config = tmp_path / "onefold.toml"
+    config.write_text(
+        'port = 9001\ndata_dir = "/srv/onefold"\n[limits]\nmax_message_bytes = 1000\n'
+    )
+    monkeypatch.setenv("ONEFOLD_CONFIG", str(config))
+    monkeypatch.setenv("ONEFOLD_PORT", "9002")
+    settings = Settings()
+    assert settings.port == 9002
+    assert str(settings.data_dir) == "/srv/onefold"
+    assert settings.limits.max_message_bytes == 1000
+    assert settings.limits.max_batch_bytes == 500 * 1024
+
+
+def test_serve_refuses_a_data_directory_in_use(tmp_path):
+    server = Server(tmp_path / "data").start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "onefold", "serve", "--data-dir", str(tmp_path / "data"),
+             "--port", "1"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert "in use by another Onefold process" in " ".join(result.stderr.split())
+    finally:
+        server.stop()
