@@ -15,6 +15,7 @@ from onefold.collect.loader import Loader, next_segment_number, recover
 from onefold.collect.sources import SourceRegistry
 from onefold.settings import Settings
 from onefold.store import Warehouse
+from onefold.unify.graph import IdentityGraph, UnifyWorker
 
 
 class DataDirInUse(RuntimeError):
@@ -80,18 +81,23 @@ class Onefold:
             on_segment_closed=lambda: self.loader.notify(),
         )
         self.log.add_backlog(sum(p.stat().st_size for p in list_segments(landing_dir)))
+        self.identity = IdentityGraph(self.warehouse, settings.identity)
+        self.unify = UnifyWorker(self.identity, settings.unify_interval_ms)
         self.loader = Loader(self.warehouse, self.log, settings.loader_interval_ms)
         self.loader.start()
+        self.unify.start()
 
     def flush(self) -> None:
         """Load everything acknowledged so far into the warehouse."""
         self.log.rotate()
         self.loader.load_now()
+        self.identity.process_all()
 
     def close(self) -> None:
         self.log.close()
         self.loader.stop()
         self.loader.load_now()
+        self.unify.stop()
         self.warehouse.close()
         server_info_path(self.settings.data_dir).unlink(missing_ok=True)
         fcntl.flock(self._lock_file, fcntl.LOCK_UN)

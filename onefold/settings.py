@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from onefold.unify.rules import IdentityRules
+
 KB = 1024
 MB = 1024 * KB
 
@@ -56,6 +58,8 @@ class Settings(BaseSettings):
         default=False,
         description="Serve /bench/noop/v1/batch: the batch route without storage, for benchmarks.",
     )
+    unify_interval_ms: int = 200
+    identity: IdentityRules = Field(default_factory=IdentityRules)
     limits: Limits = Field(default_factory=Limits)
     landing: Landing = Field(default_factory=Landing)
 

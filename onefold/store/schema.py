@@ -49,4 +49,58 @@ MIGRATIONS: list[str] = [
         updated_at TIMESTAMP NOT NULL
     );
     """,
+    # 2: the identity graph.
+    """
+    CREATE TABLE identity_profiles (
+        profile_id VARCHAR PRIMARY KEY,
+        anchor_namespace VARCHAR NOT NULL,
+        anchor_value VARCHAR NOT NULL,
+        anchor_seq BIGINT NOT NULL,
+        merged_into VARCHAR,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE identifiers (
+        namespace VARCHAR NOT NULL,
+        value VARCHAR NOT NULL,
+        profile_id VARCHAR NOT NULL,
+        first_seq BIGINT NOT NULL,
+        source_id VARCHAR,
+        PRIMARY KEY (namespace, value)
+    );
+    CREATE TABLE identity_merges (
+        seq BIGINT,
+        message_id VARCHAR,
+        surviving_id VARCHAR NOT NULL,
+        absorbed_id VARCHAR NOT NULL,
+        namespace VARCHAR,
+        value VARCHAR,
+        method VARCHAR NOT NULL,
+        probability DOUBLE,
+        reasons JSON,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE identity_refusals (
+        seq BIGINT NOT NULL,
+        message_id VARCHAR,
+        namespace VARCHAR NOT NULL,
+        value VARCHAR NOT NULL,
+        profile_id VARCHAR NOT NULL,
+        other_profile_id VARCHAR,
+        rule VARCHAR NOT NULL,
+        detail VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE event_identity (
+        seq BIGINT NOT NULL,
+        namespace VARCHAR NOT NULL,
+        value VARCHAR NOT NULL
+    );
+    CREATE TABLE identity_blocked (
+        namespace VARCHAR NOT NULL,
+        value VARCHAR NOT NULL,
+        occurrences BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        PRIMARY KEY (namespace, value)
+    );
+    """,
 ]

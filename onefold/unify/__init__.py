@@ -1,0 +1,1 @@
+"""Unify: identity resolution and profile building (probabilistic matching in `matching`)."""

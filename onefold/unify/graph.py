@@ -1,0 +1,247 @@
+"""The identity graph in the warehouse, advanced one micro-batch of events at a time.
+
+Per batch, everything around the resolver is set-based: extract the batch's identifiers,
+look up their current owners and those profiles' other identifiers in two joins, resolve in
+memory, then write the changes back as Arrow tables. Reading the batch and moving the
+``identity`` cursor happen in one transaction, so each event is resolved exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+
+from onefold.collect.cursor import EventCursor
+from onefold.store import Warehouse
+from onefold.unify.identifiers import Extracted, extract, keys_table
+from onefold.unify.resolver import Changes, Key, Resolver
+from onefold.unify.rules import IdentityRules
+
+CONSUMER = "identity"
+log = logging.getLogger("onefold.unify")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def never_link_pairs(con: duckdb.DuckDBPyConnection) -> list[tuple[Key, Key]]:
+    """The active "never link" overrides (none until overrides exist)."""
+    return []
+
+
+def load_resolver(con: duckdb.DuckDBPyConnection, rules: IdentityRules, keys: set[Key]) -> Resolver:
+    """A resolver holding the profiles that own any of ``keys``, with all their identifiers."""
+    resolver = Resolver(rules, never_link_pairs(con))
+    if not keys:
+        return resolver
+    con.register("touched_keys", keys_table(keys))
+    try:
+        profiles = con.execute(
+            """
+            SELECT p.profile_id, p.anchor_namespace, p.anchor_value, p.anchor_seq
+            FROM identity_profiles p
+            WHERE p.profile_id IN (
+                SELECT i.profile_id FROM identifiers i
+                JOIN touched_keys t ON i.namespace = t.namespace AND i.value = t.value
+            )
+            """
+        ).fetchall()
+        for profile_id, namespace, value, seq in profiles:
+            resolver.load_profile(profile_id, (namespace, value), seq)
+        if profiles:
+            con.register("touched_profiles", pa.table({"profile_id": [p[0] for p in profiles]}))
+            try:
+                rows = con.execute(
+                    """
+                    SELECT namespace, value, profile_id FROM identifiers
+                    WHERE profile_id IN (SELECT profile_id FROM touched_profiles)
+                    """
+                ).fetchall()
+            finally:
+                con.unregister("touched_profiles")
+            for namespace, value, profile_id in rows:
+                resolver.load_identifier((namespace, value), profile_id)
+    finally:
+        con.unregister("touched_keys")
+    return resolver
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
+    if data.num_rows == 0:
+        return
+    con.register("rows_to_insert", data)
+    try:
+        columns = ", ".join(data.column_names)
+        con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM rows_to_insert")
+    finally:
+        con.unregister("rows_to_insert")
+
+
+def write_changes(
+    con: duckdb.DuckDBPyConnection, resolver: Resolver, changes: Changes, method: str
+) -> None:
+    now = _now()
+    surviving = resolver.surviving
+    new_ids = changes.new_identifiers
+    _insert(con, "identifiers", pa.table({
+        "namespace": [r[0] for r in new_ids],
+        "value": [r[1] for r in new_ids],
+        "profile_id": [surviving(r[2]) for r in new_ids],
+        "first_seq": pa.array([r[3] for r in new_ids], pa.int64()),
+        "source_id": [r[4] for r in new_ids],
+    }))  # fmt: skip
+    absorbed = [m.absorbed_id for m in changes.merges if m.absorbed_id not in changes.born]
+    if absorbed:
+        moves = pa.table({
+            "absorbed": absorbed, "surviving": [surviving(a) for a in absorbed],
+        })  # fmt: skip
+        con.register("profile_moves", moves)
+        try:
+            con.execute(
+                """
+                UPDATE identifiers SET profile_id = m.surviving FROM profile_moves m
+                WHERE identifiers.profile_id = m.absorbed
+                """
+            )
+            con.execute(
+                """
+                UPDATE identity_profiles SET merged_into = m.surviving FROM profile_moves m
+                WHERE identity_profiles.profile_id = m.absorbed
+                   OR identity_profiles.merged_into = m.absorbed
+                """
+            )
+        finally:
+            con.unregister("profile_moves")
+    alive = [p for p in changes.new_profiles.values()]
+    _insert(con, "identity_profiles", pa.table({
+        "profile_id": [p.id for p in alive],
+        "anchor_namespace": [p.anchor[0] for p in alive],
+        "anchor_value": [p.anchor[1] for p in alive],
+        "anchor_seq": pa.array([p.anchor_seq for p in alive], pa.int64()),
+        "created_at": pa.array([now] * len(alive), pa.timestamp("us")),
+    }))  # fmt: skip
+    merges = changes.merges
+    _insert(con, "identity_merges", pa.table({
+        "seq": pa.array([m.seq for m in merges], pa.int64()),
+        "message_id": [m.message_id for m in merges],
+        "surviving_id": [m.surviving_id for m in merges],
+        "absorbed_id": [m.absorbed_id for m in merges],
+        "namespace": [m.namespace for m in merges],
+        "value": [m.value for m in merges],
+        "method": [method] * len(merges),
+        "created_at": pa.array([now] * len(merges), pa.timestamp("us")),
+    }))  # fmt: skip
+    refusals = changes.refusals
+    _insert(con, "identity_refusals", pa.table({
+        "seq": pa.array([r.seq for r in refusals], pa.int64()),
+        "message_id": [r.message_id for r in refusals],
+        "namespace": [r.namespace for r in refusals],
+        "value": [r.value for r in refusals],
+        "profile_id": [surviving(r.profile_id) for r in refusals],
+        "other_profile_id": [surviving(r.other_profile_id) if r.other_profile_id else None
+                             for r in refusals],
+        "rule": [r.rule for r in refusals],
+        "detail": [r.detail for r in refusals],
+        "created_at": pa.array([now] * len(refusals), pa.timestamp("us")),
+    }))  # fmt: skip
+    attributions = changes.attributions
+    _insert(con, "event_identity", pa.table({
+        "seq": pa.array([a[0] for a in attributions], pa.int64()),
+        "namespace": [a[1] for a in attributions],
+        "value": [a[2] for a in attributions],
+    }))  # fmt: skip
+
+
+def write_blocked(con: duckdb.DuckDBPyConnection, extracted: Extracted) -> None:
+    if not extracted.blocked:
+        return
+    items = list(extracted.blocked.items())
+    con.register("blocked_rows", pa.table({
+        "namespace": [k[0] for k, _ in items],
+        "value": [k[1] for k, _ in items],
+        "occurrences": pa.array([v[0] for _, v in items], pa.int64()),
+        "last_seq": pa.array([v[1] for _, v in items], pa.int64()),
+    }))  # fmt: skip
+    try:
+        con.execute(
+            """
+            INSERT INTO identity_blocked SELECT namespace, value, occurrences, last_seq
+            FROM blocked_rows
+            ON CONFLICT (namespace, value) DO UPDATE SET
+                occurrences = identity_blocked.occurrences + excluded.occurrences,
+                last_seq = excluded.last_seq
+            """
+        )
+    finally:
+        con.unregister("blocked_rows")
+
+
+class IdentityGraph:
+    """Resolves newly stored events into the identity graph, in micro-batches."""
+
+    def __init__(self, warehouse: Warehouse, rules: IdentityRules) -> None:
+        self.warehouse = warehouse
+        self.rules = rules
+        self.cursor = EventCursor(warehouse, CONSUMER)
+        self._lock = threading.Lock()
+
+    def _process(self, con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
+        extracted = extract(con, self.rules, after, upto)
+        keys = {key for message in extracted.messages for key in message.identifiers}
+        resolver = load_resolver(con, self.rules, keys)
+        changes = resolver.resolve(extracted.messages)
+        write_changes(con, resolver, changes, "deterministic")
+        write_blocked(con, extracted)
+
+    def process(self, limit: int = 50_000) -> int:
+        """Resolve the next events, at most ``limit``; returns how many were read."""
+        with self._lock:
+            return self.cursor.consume_range(self._process, limit)
+
+    def process_all(self, limit: int = 50_000) -> int:
+        total = 0
+        while True:
+            count = self.process(limit)
+            if not count:
+                return total
+            total += count
+
+
+class UnifyWorker:
+    """A background thread that keeps the identity graph up with stored events."""
+
+    def __init__(self, graph: IdentityGraph, interval_ms: int) -> None:
+        self.graph = graph
+        self._interval = interval_ms / 1000
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="onefold-unify", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                self.graph.process_all()
+                self.last_error = None
+            except Exception as exc:  # keep serving; the batch is retried next round
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("identity resolution failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()

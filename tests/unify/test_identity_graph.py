@@ -1,0 +1,125 @@
+"""The identity graph over a real warehouse: micro-batches, exactly once, restarts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from onefold.collect.ingest import prepare
+from onefold.collect.messages import Envelope, now_utc
+from onefold.demo.generator import generate_demo
+from onefold.runtime import Onefold
+from onefold.settings import Settings
+from onefold.unify.identifiers import extraction_sql, group_messages
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return generate_demo(seed=3, customers=150, now=datetime(2026, 6, 1))
+
+
+def _open(path: Path, **overrides) -> Onefold:
+    # a huge interval keeps the background worker out of the way: tests drive it
+    return Onefold(Settings(data_dir=path, admin_token="t", unify_interval_ms=10**9, **overrides))
+
+
+def _land(onefold: Onefold, demo) -> None:
+    for source in demo.sources:
+        messages = demo.messages.get(source.name)
+        if not messages:
+            continue
+        created = onefold.sources.create(source.name, source.type)
+        envelope = Envelope(created.id, "r", "test", now_utc())
+        onefold.log.append_blocking(prepare(messages, envelope).data)
+    onefold.log.rotate()
+    onefold.loader.load_now()
+
+
+def _graph(onefold: Onefold) -> set[tuple]:
+    rows = (
+        onefold.warehouse.cursor()
+        .execute("SELECT namespace, value, profile_id FROM identifiers")
+        .fetchall()
+    )
+    return set(rows)
+
+
+def test_micro_batches_give_the_same_graph_as_one_batch(tmp_path, demo):
+    whole = _open(tmp_path / "whole")
+    _land(whole, demo)
+    read = whole.identity.process(limit=10**9)
+    assert read == sum(len(m) for m in demo.messages.values())
+    small = _open(tmp_path / "small")
+    _land(small, demo)
+    assert small.identity.process_all(limit=997) == read
+    assert _graph(whole) == _graph(small)
+    for table in ("identity_merges", "identity_refusals", "event_identity"):
+        query = f"SELECT count(*) FROM {table}"
+        assert (
+            whole.warehouse.cursor().execute(query).fetchone()
+            == small.warehouse.cursor().execute(query).fetchone()
+        ), table
+    whole.close()
+    small.close()
+
+
+def test_every_identifier_of_a_message_is_linked_or_its_refusal_recorded(tmp_path, demo):
+    onefold = _open(tmp_path)
+    _land(onefold, demo)
+    onefold.identity.process_all()
+    con = onefold.warehouse.cursor()
+    extracted = con.execute(
+        extraction_sql(onefold.settings.identity), {"after": -1, "upto": 2**62}
+    ).fetchall()
+    grouped = group_messages(extracted, onefold.settings.identity)
+    owners = {
+        (ns, v): p
+        for ns, v, p in con.execute(
+            "SELECT namespace, value, profile_id FROM identifiers"
+        ).fetchall()
+    }
+    attributed = {
+        seq: owners[(ns, v)]
+        for seq, ns, v in con.execute("SELECT seq, namespace, value FROM event_identity").fetchall()
+    }
+    refused = {
+        (seq, ns, v) for seq, ns, v in con.execute(
+            "SELECT seq, namespace, value FROM identity_refusals"
+        ).fetchall()
+    }  # fmt: skip
+    linked_users = set()
+    for message in grouped.messages:
+        profile = attributed[message.seq]
+        for key in message.identifiers:
+            assert owners[key] == profile or (message.seq, *key) in refused, (message, key)
+        users = [v for ns, v in message.identifiers if ns == "user_id"]
+        anonymous = [v for ns, v in message.identifiers if ns == "anonymous_id"]
+        if users and anonymous and owners[("anonymous_id", anonymous[0])] == profile:
+            linked_users.add(users[0])
+    assert len(linked_users) > 20, "anonymous visitors became known customers"
+    assert con.execute("SELECT count(*) FROM identity_merges").fetchone()[0] > 0
+    profiles = con.execute(
+        "SELECT count(*) FROM identity_profiles WHERE merged_into IS NULL"
+    ).fetchone()[0]
+    assert profiles == len(set(owners.values()))
+    onefold.close()
+
+
+def test_each_event_is_resolved_once_across_restarts(tmp_path, demo):
+    onefold = _open(tmp_path)
+    _land(onefold, demo)
+    onefold.identity.process(limit=500)
+    onefold.close()
+    onefold = _open(tmp_path)
+    onefold.identity.process_all(limit=700)
+    con = onefold.warehouse.cursor()
+    events, attributed, distinct = con.execute(
+        """
+        SELECT (SELECT count(*) FROM events), count(*), count(DISTINCT seq) FROM event_identity
+        """
+    ).fetchone()
+    assert attributed == distinct
+    assert attributed == events
+    onefold.close()
