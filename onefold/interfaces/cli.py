@@ -137,6 +137,58 @@ def sources_enable(name: str, data_dir: DataDir = None) -> None:
     _set_enabled(name, True, data_dir)
 
 
+profiles_app = typer.Typer(help="Unified profiles.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+
+
+@profiles_app.command("show")
+def profiles_show(
+    identifier: Annotated[
+        str, typer.Argument(help="namespace:value, e.g. email:jane@example.com or user_id:42")
+    ],
+    events: Annotated[int, typer.Option(help="How many recent events to show.")] = 10,
+    data_dir: DataDir = None,
+) -> None:
+    """Show a profile: identities, merges, refused links and recent events."""
+    client = _client(data_dir)
+    try:
+        profile = client.get_profile(identifier)
+        recent = client.timeline(identifier, events) if events else {"events": []}
+    except ClientError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+    console.print(f"[bold]Profile {profile['profile_id']}[/bold]")
+    identities = Table("namespace", "value", "source", "first seen", title="Identities")
+    for item in profile["identities"]:
+        identities.add_row(
+            item["namespace"], item["value"], item["source"] or "",
+            str(item["first_seen"] or "")[:19],
+        )  # fmt: skip
+    console.print(identities)
+    if profile["merges"]:
+        merges = Table("when", "method", "absorbed", "linked by", title="Merges")
+        for merge in profile["merges"]:
+            merges.add_row(
+                str(merge["created_at"])[:19], merge["method"], merge["absorbed_id"],
+                f"{merge['namespace']}:{merge['value']}" if merge["namespace"] else "",
+            )  # fmt: skip
+        console.print(merges)
+    if profile["refused_links"]:
+        refused = Table("rule", "identifier", "detail", title="Refused links")
+        for item in profile["refused_links"]:
+            refused.add_row(item["rule"], f"{item['namespace']}:{item['value']}", item["detail"])
+        console.print(refused)
+    if recent["events"]:
+        timeline = Table("time", "source", "type", "event", title="Recent events")
+        for event in recent["events"]:
+            timeline.add_row(
+                str(event["timestamp"])[:19], event["source"] or "", event["type"],
+                event["event"] or (event["raw"].get("name") or ""),
+            )  # fmt: skip
+        console.print(timeline)
+
+
 def main() -> None:
     app()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import time
 from typing import Protocol
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -16,6 +17,8 @@ from onefold.collect.messages import Envelope, now_utc
 from onefold.collect.sources import SourceError
 from onefold.runtime import Onefold, admin_token, read_server_info
 from onefold.settings import Settings
+from onefold.unify.profiles import ProfileError, find_profile, parse_identifier, profile_view
+from onefold.unify.profiles import timeline as profile_timeline
 
 
 class ClientError(RuntimeError):
@@ -31,6 +34,8 @@ class Client(Protocol):
     def set_source_enabled(self, name: str, enabled: bool) -> dict: ...
     def get_source(self, name: str) -> dict: ...
     def send(self, write_key: str, messages: list[dict], origin: str) -> dict: ...
+    def get_profile(self, identifier: str) -> dict: ...
+    def timeline(self, identifier: str, limit: int) -> dict: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -83,6 +88,27 @@ class LocalClient:
             except Overloaded:
                 self.onefold.flush()
         return {"accepted": prepared.accepted, "rejected": prepared.rejected}
+
+    def _profile_id(self, identifier: str) -> str:
+        try:
+            lookup = parse_identifier(identifier, self.onefold.settings.identity)
+        except ProfileError as error:
+            raise ClientError(error.code, error.message) from error
+        profile_id = find_profile(self.onefold.warehouse.cursor(), lookup)
+        if profile_id is None:
+            raise ClientError(
+                "profile_not_found", f"no profile has {lookup.namespace}:{lookup.value}"
+            )
+        return profile_id
+
+    def get_profile(self, identifier: str) -> dict:
+        self.onefold.flush()
+        return profile_view(self.onefold.warehouse.cursor(), self._profile_id(identifier))
+
+    def timeline(self, identifier: str, limit: int) -> dict:
+        profile_id = self._profile_id(identifier)
+        events, cursor = profile_timeline(self.onefold.warehouse.cursor(), profile_id, limit=limit)
+        return {"profile_id": profile_id, "events": events, "next_before": cursor}
 
     def flush(self) -> None:
         self.onefold.flush()
@@ -151,6 +177,13 @@ class HttpClient:
                 return {"accepted": 0, "rejected": payload["rejected"]}
             raise ClientError(payload.get("code", "error"), payload.get("message", ""))
         raise ClientError("overloaded", "the server stayed busy for two minutes")
+
+    def get_profile(self, identifier: str) -> dict:
+        return self._call("GET", f"/api/v1/profiles/{quote(identifier, safe=':')}")
+
+    def timeline(self, identifier: str, limit: int) -> dict:
+        path = f"/api/v1/timeline/{quote(identifier, safe=':')}"
+        return self._call("GET", path, params={"limit": limit})
 
     def flush(self) -> None:
         self._call("POST", "/api/v1/flush")

@@ -117,13 +117,15 @@ def write_changes(
             )
         finally:
             con.unregister("profile_moves")
-    alive = [p for p in changes.new_profiles.values()]
+    born = list(changes.born.values())
+    merged_into = [surviving(p.id) for p in born]
     _insert(con, "identity_profiles", pa.table({
-        "profile_id": [p.id for p in alive],
-        "anchor_namespace": [p.anchor[0] for p in alive],
-        "anchor_value": [p.anchor[1] for p in alive],
-        "anchor_seq": pa.array([p.anchor_seq for p in alive], pa.int64()),
-        "created_at": pa.array([now] * len(alive), pa.timestamp("us")),
+        "profile_id": [p.id for p in born],
+        "anchor_namespace": [p.anchor[0] for p in born],
+        "anchor_value": [p.anchor[1] for p in born],
+        "anchor_seq": pa.array([p.anchor_seq for p in born], pa.int64()),
+        "merged_into": [m if m != p.id else None for m, p in zip(merged_into, born, strict=True)],
+        "created_at": pa.array([now] * len(born), pa.timestamp("us")),
     }))  # fmt: skip
     merges = changes.merges
     _insert(con, "identity_merges", pa.table({

@@ -79,12 +79,11 @@ class Changes:
 
     new_identifiers: list[tuple[str, str, str, int, str]] = field(default_factory=list)
     # (namespace, value, profile_id, first_seq, source_id)
-    new_profiles: dict[str, Profile] = field(default_factory=dict)
     merges: list[Merge] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     attributions: list[tuple[int, str, str]] = field(default_factory=list)
     # (seq, namespace, value): the identifier through which the event reaches its profile
-    born: set[str] = field(default_factory=set)  # profiles created in this run, alive or not
+    born: dict[str, Profile] = field(default_factory=dict)  # created in this run, alive or not
 
 
 class Resolver:
@@ -163,8 +162,7 @@ class Resolver:
         profile = Profile(profile_id_for(key), key, message.seq, {key[0]: {key[1]}})
         self.profiles[profile.id] = profile
         self.owner[key] = profile.id
-        self.changes.new_profiles[profile.id] = profile
-        self.changes.born.add(profile.id)
+        self.changes.born[profile.id] = profile
         self.changes.new_identifiers.append((*key, profile.id, message.seq, message.source_id))
         self._born_now = profile.id
         return profile
@@ -217,7 +215,6 @@ class Resolver:
                 self.owner[(namespace, value)] = survivor.id
         del self.profiles[absorbed.id]
         self.redirect[absorbed.id] = survivor.id
-        self.changes.new_profiles.pop(absorbed.id, None)
         if absorbed.id != self._born_now:  # a profile born by this very message is no merge
             self.changes.merges.append(
                 Merge(message.seq, message.message_id, survivor.id, absorbed.id, *key)

@@ -76,3 +76,28 @@ def test_serve_refuses_a_data_directory_in_use(tmp_path):
         assert "in use by another Onefold process" in " ".join(result.stderr.split())
     finally:
         server.stop()
+
+
+def test_profiles_show_prints_identities_merges_and_events(tmp_path):
+    data = str(tmp_path / "data")
+    created = runner.invoke(app, ["sources", "create", "web", "--data-dir", data])
+    key = created.output.split("write key:")[1].split()[0]
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"anon": "dev-1", "user": "", "event": "Product Viewed"}\n'
+        '{"anon": "dev-1", "user": "jane", "event": "Signed Up"}\n'
+    )
+    imported = runner.invoke(app, [
+        "import", str(events), "--source", "web", "--kind", "events", "--data-dir", data,
+        "--anonymous-id-column", "anon", "--user-id-column", "user", "--event-column", "event",
+    ])  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    assert key.startswith("wk_")
+    shown = runner.invoke(app, ["profiles", "show", "user_id:jane", "--data-dir", data])
+    assert shown.exit_code == 0, shown.output
+    assert "dev-1" in shown.output
+    assert "Signed Up" in shown.output and "Product Viewed" in shown.output
+    missing = runner.invoke(app, ["profiles", "show", "email:nobody@example.com",
+                                  "--data-dir", data])  # fmt: skip
+    assert missing.exit_code == 1
+    assert "no profile" in missing.output

@@ -17,6 +17,8 @@ from onefold.collect.sources import SOURCE_TYPES, SourceError
 from onefold.interfaces.api import errors
 from onefold.interfaces.api.errors import APIError
 from onefold.runtime import Onefold
+from onefold.unify.profiles import ProfileError, find_profile, parse_identifier, profile_view
+from onefold.unify.profiles import timeline as profile_timeline
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -131,6 +133,42 @@ def create_api(onefold: Onefold) -> FastAPI:
         )  # fmt: skip
         events, next_before = list_events(onefold.warehouse, where, limit, before)
         return {"events": events, "next_before": next_before}
+
+    def profile_or_404(identifier: str) -> str:
+        try:
+            lookup = parse_identifier(identifier, onefold.settings.identity)
+        except ProfileError as error:
+            raise APIError(400, error.code, error.message) from error
+        profile_id = find_profile(onefold.warehouse.cursor(), lookup)
+        if profile_id is None:
+            raise APIError(
+                404, "profile_not_found", f"no profile has {lookup.namespace}:{lookup.value}"
+            )
+        return profile_id
+
+    @api.get("/v1/profiles/{identifier:path}", dependencies=auth)
+    def profiles_get(identifier: str) -> dict:
+        """A profile by any identifier, as `namespace:value` (e.g. `email:jane@example.com`,
+        `user_id:42`, `profile:pr_…`): its identities with where and when each was first
+        seen, the merges that formed it and the links its rules refused."""
+        return profile_view(onefold.warehouse.cursor(), profile_or_404(identifier))
+
+    @api.get("/v1/timeline/{identifier:path}", dependencies=auth)
+    def profiles_timeline(
+        identifier: str,
+        type: Annotated[Literal[tuple(sorted(MESSAGE_TYPES))] | None, Query()] = None,  # type: ignore[valid-type]
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        before: Annotated[str | None, Query(description="Cursor from next_before")] = None,
+    ) -> dict:
+        """Every event of all the profile's identities, across sources, newest first."""
+        profile_id = profile_or_404(identifier)
+        try:
+            events, cursor = profile_timeline(
+                onefold.warehouse.cursor(), profile_id, type=type, limit=limit, before=before
+            )
+        except ProfileError as error:
+            raise APIError(400, error.code, error.message) from error
+        return {"profile_id": profile_id, "events": events, "next_before": cursor}
 
     @api.post("/v1/flush", dependencies=auth)
     def flush() -> dict:
