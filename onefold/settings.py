@@ -15,6 +15,7 @@ from pydantic_settings import (
 )
 
 from onefold.unify.rules import IdentityRules
+from onefold.unify.traits import TraitRules
 
 KB = 1024
 MB = 1024 * KB
@@ -60,6 +61,7 @@ class Settings(BaseSettings):
     )
     unify_interval_ms: int = 200
     identity: IdentityRules = Field(default_factory=IdentityRules)
+    traits: TraitRules = Field(default_factory=TraitRules)
     limits: Limits = Field(default_factory=Limits)
     landing: Landing = Field(default_factory=Landing)
 

@@ -103,4 +103,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (namespace, value)
     );
     """,
+    # 3: traits: what identify calls and imports said, and each profile's current values.
+    """
+    CREATE TABLE trait_observations (
+        seq BIGINT NOT NULL,
+        source_id VARCHAR NOT NULL,
+        trait VARCHAR NOT NULL,
+        value JSON,
+        "timestamp" TIMESTAMP NOT NULL
+    );
+    CREATE TABLE profile_traits (
+        profile_id VARCHAR NOT NULL,
+        trait VARCHAR NOT NULL,
+        value JSON NOT NULL,
+        source_id VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,
+        "timestamp" TIMESTAMP NOT NULL
+    );
+    """,
 ]

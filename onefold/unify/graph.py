@@ -17,9 +17,11 @@ import pyarrow as pa
 
 from onefold.collect.cursor import EventCursor
 from onefold.store import Warehouse
+from onefold.unify import traits
 from onefold.unify.identifiers import Extracted, extract, keys_table
 from onefold.unify.resolver import Changes, Key, Resolver
 from onefold.unify.rules import IdentityRules
+from onefold.unify.traits import TraitRules
 
 CONSUMER = "identity"
 log = logging.getLogger("onefold.unify")
@@ -186,9 +188,12 @@ def write_blocked(con: duckdb.DuckDBPyConnection, extracted: Extracted) -> None:
 class IdentityGraph:
     """Resolves newly stored events into the identity graph, in micro-batches."""
 
-    def __init__(self, warehouse: Warehouse, rules: IdentityRules) -> None:
+    def __init__(
+        self, warehouse: Warehouse, rules: IdentityRules, trait_rules: TraitRules | None = None
+    ) -> None:
         self.warehouse = warehouse
         self.rules = rules
+        self.trait_rules = trait_rules or TraitRules()
         self.cursor = EventCursor(warehouse, CONSUMER)
         self._lock = threading.Lock()
 
@@ -199,6 +204,13 @@ class IdentityGraph:
         changes = resolver.resolve(extracted.messages)
         write_changes(con, resolver, changes, "deterministic")
         write_blocked(con, extracted)
+        traits.observe(con, after, upto)
+        traits.refresh(con, self.trait_rules, traits.touched_profiles(con, after, upto))
+
+    def recompute_traits(self) -> None:
+        """Recompute every profile's traits from all observations."""
+        with self._lock, self.warehouse.transaction() as con:
+            traits.refresh(con, self.trait_rules, None)
 
     def process(self, limit: int = 50_000) -> int:
         """Resolve the next events, at most ``limit``; returns how many were read."""

@@ -11,6 +11,7 @@ import orjson
 
 from onefold.unify.identifiers import normalise_phone
 from onefold.unify.rules import IdentityRules
+from onefold.unify.traits import profile_traits
 
 
 class ProfileError(ValueError):
@@ -103,6 +104,7 @@ def profile_view(con: duckdb.DuckDBPyConnection, profile_id: str) -> dict:
     ))  # fmt: skip
     return {
         "profile_id": profile_id,
+        "traits": profile_traits(con, profile_id),
         "identities": identities,
         "merges": merges,
         "refused_links": refusals,

@@ -51,6 +51,9 @@ def test_one_profile_whatever_identifier_you_look_it_up_by(server: Server, sourc
             ("anonymous_id", f"{run}-receipt-1"), ("user_id", f"{run}-jane"),
             ("email", f"jane.{run}@example.com"), ("phone", "+34612345678"),
         }  # fmt: skip
+        email_trait = profile["traits"]["email"]
+        assert email_trait["value"] == f"Jane.{run}@Example.com"
+        assert email_trait["source"] == run
         sources = {i["source"] for i in profile["identities"]}
         assert sources == {run, f"{run}-till"}
         assert len(profile["merges"]) == 1

@@ -1,0 +1,136 @@
+"""Profile traits: what identify calls (``traits``, or ``context.traits`` as RudderStack
+sends them) and profile imports say about a person, merged across the profile's identities.
+
+Every observation is kept (``trait_observations``) with its source and time. A profile's
+value of a trait is the observation that ranks first: the higher source priority (when the
+settings give one, e.g. the CRM over a web form for names), then the later event time, then
+the later arrival. A null clears a trait only when ``traits.null_clears`` is set; otherwise
+nulls are ignored. Values are materialised in ``profile_traits`` for the profiles a batch
+touches, with the same query a full recompute runs, so both give the same values.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import orjson
+import pyarrow as pa
+from pydantic import BaseModel, Field
+
+
+class TraitRules(BaseModel):
+    source_priority: list[str] = Field(
+        default_factory=list,
+        description="Source names, strongest first; a trait from a listed source beats any "
+        "from a source listed after it or not listed, whatever their times.",
+    )
+    trait_source_priority: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per-trait source priority, overriding the above."
+    )
+    null_clears: bool = Field(default=False, description="Whether a null value clears a trait.")
+
+
+def observe(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
+    """Record the trait observations of the identify messages in ``(after, upto]``."""
+    con.execute(
+        """
+        INSERT INTO trait_observations
+        SELECT e.seq, e.source_id, t.key, t.value, e.timestamp
+        FROM events e,
+             json_each(coalesce(e.raw -> '$.traits', e.raw -> '$.context.traits')) t
+        WHERE e.seq > $after AND e.seq <= $upto AND e.type = 'identify'
+          AND json_type(coalesce(e.raw -> '$.traits', e.raw -> '$.context.traits')) = 'OBJECT'
+        """,
+        {"after": after, "upto": upto},
+    )
+
+
+def _ranks(con: duckdb.DuckDBPyConnection, rules: TraitRules) -> pa.Table:
+    """(trait or '*', source_id, rank) for the configured priorities; higher wins."""
+    names = {row[0]: row[1] for row in con.execute("SELECT name, id FROM sources").fetchall()}
+    traits, sources, ranks = [], [], []
+    for trait, order in [("*", rules.source_priority), *rules.trait_source_priority.items()]:
+        for position, name in enumerate(order):
+            if name in names:
+                traits.append(trait)
+                sources.append(names[name])
+                ranks.append(len(order) - position)
+    return pa.table({"trait": pa.array(traits, pa.string()),
+                     "source_id": pa.array(sources, pa.string()),
+                     "rank": pa.array(ranks, pa.int64())})  # fmt: skip
+
+
+def refresh(con: duckdb.DuckDBPyConnection, rules: TraitRules, profiles: list[str] | None) -> None:
+    """Recompute ``profile_traits`` for ``profiles`` (every profile when None)."""
+    con.register("trait_ranks", _ranks(con, rules))
+    scope = ""
+    if profiles is not None:
+        if not profiles:
+            con.unregister("trait_ranks")
+            return
+        con.register("refresh_profiles", pa.table({"profile_id": pa.array(profiles, pa.string())}))
+        scope = "WHERE profile_id IN (SELECT profile_id FROM refresh_profiles)"
+    keep_nulls = "TRUE" if rules.null_clears else "json_type(o.value) <> 'NULL'"
+    in_scope = "AND i.profile_id IN (SELECT profile_id FROM refresh_profiles)" if scope else ""
+    try:
+        con.execute(f"DELETE FROM profile_traits {scope}")
+        con.execute(
+            f"""
+            INSERT INTO profile_traits
+            SELECT profile_id, trait, value, source_id, seq, "timestamp" FROM (
+                SELECT i.profile_id, o.trait, o.value, o.source_id, o.seq, o."timestamp",
+                       row_number() OVER (
+                           PARTITION BY i.profile_id, o.trait
+                           ORDER BY coalesce(specific.rank, general.rank, 0) DESC,
+                                    o."timestamp" DESC, o.seq DESC
+                       ) AS position
+                FROM trait_observations o
+                JOIN event_identity ei ON ei.seq = o.seq
+                JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
+                LEFT JOIN trait_ranks specific
+                       ON specific.trait = o.trait AND specific.source_id = o.source_id
+                LEFT JOIN trait_ranks general
+                       ON general.trait = '*' AND general.source_id = o.source_id
+                WHERE o.value IS NOT NULL AND {keep_nulls}
+                  {in_scope}
+            )
+            WHERE position = 1 AND json_type(value) <> 'NULL'
+            """
+        )
+    finally:
+        con.unregister("trait_ranks")
+        if profiles is not None:
+            con.unregister("refresh_profiles")
+
+
+def touched_profiles(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> list[str]:
+    """Profiles whose traits a batch may have changed: those its events reach, the
+    survivors of its merges and the profiles they absorbed."""
+    rows = con.execute(
+        """
+        SELECT DISTINCT i.profile_id
+        FROM event_identity ei
+        JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
+        WHERE ei.seq > $after AND ei.seq <= $upto
+        UNION
+        SELECT surviving_id FROM identity_merges WHERE seq > $after AND seq <= $upto
+        UNION
+        SELECT absorbed_id FROM identity_merges WHERE seq > $after AND seq <= $upto
+        """,
+        {"after": after, "upto": upto},
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def profile_traits(con: duckdb.DuckDBPyConnection, profile_id: str) -> dict[str, dict]:
+    rows = con.execute(
+        """
+        SELECT t.trait, t.value, s.name, t."timestamp"
+        FROM profile_traits t LEFT JOIN sources s ON s.id = t.source_id
+        WHERE t.profile_id = ? ORDER BY t.trait
+        """,
+        [profile_id],
+    ).fetchall()
+    return {
+        trait: {"value": orjson.loads(value), "source": source, "updated_at": moment}
+        for trait, value, source, moment in rows
+    }
