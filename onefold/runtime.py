@@ -81,7 +81,9 @@ class Onefold:
             on_segment_closed=lambda: self.loader.notify(),
         )
         self.log.add_backlog(sum(p.stat().st_size for p in list_segments(landing_dir)))
-        self.identity = IdentityGraph(self.warehouse, settings.identity, settings.traits)
+        self.identity = IdentityGraph(
+            self.warehouse, settings.identity, settings.traits, settings.computed_traits
+        )
         self.unify = UnifyWorker(self.identity, settings.unify_interval_ms)
         self.loader = Loader(self.warehouse, self.log, settings.loader_interval_ms)
         self.loader.start()

@@ -14,6 +14,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from onefold.unify.computed import ComputedTrait
 from onefold.unify.rules import IdentityRules
 from onefold.unify.traits import TraitRules
 
@@ -40,6 +41,32 @@ class Landing(BaseSettings):
     fsync: bool = True
 
 
+def default_computed_traits() -> list[ComputedTrait]:
+    """What an e-commerce business asks first; replace or extend in the settings."""
+    order = "Order Completed"
+    return [
+        ComputedTrait(name="first_seen", function="first_seen"),
+        ComputedTrait(name="last_seen", function="last_seen"),
+        ComputedTrait(name="orders", function="count", event=order),
+        ComputedTrait(name="orders_90d", function="count", event=order, window_days=90),
+        ComputedTrait(name="revenue", function="sum", event=order, property="properties.revenue"),
+        ComputedTrait(
+            name="average_order_value",
+            function="avg",
+            event=order,
+            property="properties.revenue",
+        ),  # fmt: skip
+        ComputedTrait(name="days_since_last_order", function="days_since_last", event=order),
+        ComputedTrait(
+            name="favourite_category",
+            function="most_frequent",
+            event="Product Viewed",
+            property="properties.category",
+        ),  # fmt: skip
+        ComputedTrait(name="refunds", function="count", event="Order Refunded"),
+    ]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ONEFOLD_", env_nested_delimiter="__", extra="ignore"
@@ -62,6 +89,7 @@ class Settings(BaseSettings):
     unify_interval_ms: int = 200
     identity: IdentityRules = Field(default_factory=IdentityRules)
     traits: TraitRules = Field(default_factory=TraitRules)
+    computed_traits: list[ComputedTrait] = Field(default_factory=default_computed_traits)
     limits: Limits = Field(default_factory=Limits)
     landing: Landing = Field(default_factory=Landing)
 

@@ -121,4 +121,13 @@ MIGRATIONS: list[str] = [
         "timestamp" TIMESTAMP NOT NULL
     );
     """,
+    # 4: computed traits.
+    """
+    CREATE TABLE computed_traits (
+        profile_id VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        value JSON,
+        as_of TIMESTAMP NOT NULL
+    );
+    """,
 ]

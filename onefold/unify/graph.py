@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import duckdb
@@ -17,7 +18,8 @@ import pyarrow as pa
 
 from onefold.collect.cursor import EventCursor
 from onefold.store import Warehouse
-from onefold.unify import traits
+from onefold.unify import computed, traits
+from onefold.unify.computed import ComputedTrait
 from onefold.unify.identifiers import Extracted, extract, keys_table
 from onefold.unify.resolver import Changes, Key, Resolver
 from onefold.unify.rules import IdentityRules
@@ -189,11 +191,18 @@ class IdentityGraph:
     """Resolves newly stored events into the identity graph, in micro-batches."""
 
     def __init__(
-        self, warehouse: Warehouse, rules: IdentityRules, trait_rules: TraitRules | None = None
+        self,
+        warehouse: Warehouse,
+        rules: IdentityRules,
+        trait_rules: TraitRules | None = None,
+        computed_traits: list[ComputedTrait] | None = None,
+        clock: Callable[[], datetime] = _now,
     ) -> None:
         self.warehouse = warehouse
         self.rules = rules
         self.trait_rules = trait_rules or TraitRules()
+        self.computed_traits = computed_traits or []
+        self.clock = clock
         self.cursor = EventCursor(warehouse, CONSUMER)
         self._lock = threading.Lock()
 
@@ -205,12 +214,15 @@ class IdentityGraph:
         write_changes(con, resolver, changes, "deterministic")
         write_blocked(con, extracted)
         traits.observe(con, after, upto)
-        traits.refresh(con, self.trait_rules, traits.touched_profiles(con, after, upto))
+        touched = traits.touched_profiles(con, after, upto)
+        traits.refresh(con, self.trait_rules, touched)
+        computed.refresh(con, self.computed_traits, self.clock(), touched)
 
     def recompute_traits(self) -> None:
-        """Recompute every profile's traits from all observations."""
+        """Recompute every profile's traits and computed traits from all its events."""
         with self._lock, self.warehouse.transaction() as con:
             traits.refresh(con, self.trait_rules, None)
+            computed.refresh(con, self.computed_traits, self.clock(), None)
 
     def process(self, limit: int = 50_000) -> int:
         """Resolve the next events, at most ``limit``; returns how many were read."""

@@ -1,0 +1,240 @@
+"""Computed traits: aggregates over a profile's events, declared as data and compiled to SQL.
+
+A definition names a function (count, sum, min, max, avg, first, last, most_frequent,
+distinct_count, first_seen, last_seen, days_since_last), which events count (by name, type
+and property equality) and a time window. All definitions compile into one query written
+in DuckDB's dialect and transpiled with SQLGlot, so the same definitions run on DuckDB and
+on Spark. User-supplied values only ever enter the SQL as quoted literals; names and paths
+are validated first.
+
+Windows are relative to ``as_of``. The profiles a micro-batch touches are recomputed with
+the current time; ``onefold traits recompute`` (a full recompute) also moves the windows of
+profiles that had no new events. Both run the same query, so for the same ``as_of`` they
+give the same values.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+import duckdb
+import orjson
+import pyarrow as pa
+import sqlglot
+from pydantic import BaseModel, Field, field_validator, model_validator
+from sqlglot import exp
+
+Function = Literal[
+    "count", "sum", "min", "max", "avg", "first", "last", "most_frequent",
+    "distinct_count", "first_seen", "last_seen", "days_since_last",
+]  # fmt: skip
+_NEEDS_PROPERTY = {"sum", "min", "max", "avg", "first", "last", "most_frequent", "distinct_count"}
+_NUMERIC = {"sum", "min", "max", "avg"}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_COLUMNS = {"event", "type", "timestamp", "source_id", "user_id", "anonymous_id"}
+
+
+class ComputedTrait(BaseModel):
+    name: str
+    function: Function
+    event: str | None = Field(default=None, description="Only track events with this name.")
+    type: str | None = Field(default=None, description="Only messages of this type.")
+    property: str | None = Field(
+        default=None, description="What to aggregate: a path like 'properties.revenue'."
+    )
+    where: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Path equals value, e.g. {'properties.currency': 'EUR'}"
+    )
+    window_days: int | None = Field(default=None, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError(f"a computed trait name is letters, digits and _: {name!r}")
+        return name
+
+    @field_validator("property")
+    @classmethod
+    def _property(cls, path: str | None) -> str | None:
+        if path is not None and not _PATH.match(path):
+            raise ValueError(f"a property is a dotted path like properties.revenue: {path!r}")
+        return path
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, where: dict) -> dict:
+        for path in where:
+            if not _PATH.match(path):
+                raise ValueError(f"a filter path is dotted field names: {path!r}")
+        return where
+
+    @model_validator(mode="after")
+    def _needs_property(self) -> ComputedTrait:
+        if self.function in _NEEDS_PROPERTY and not self.property:
+            raise ValueError(f"{self.function} needs a property to aggregate")
+        return self
+
+
+def _field(path: str) -> exp.Expression:
+    if path in _COLUMNS:
+        return exp.column(path, table="e")
+    return sqlglot.parse_one(f"e.raw ->> '$.{path}'", read="duckdb")
+
+
+def _literal(value: str | int | float | bool) -> exp.Expression:
+    if isinstance(value, bool):
+        return exp.Literal.string("true" if value else "false")
+    return exp.Literal.string(str(value))
+
+
+def _condition(trait: ComputedTrait, as_of: datetime) -> exp.Expression | None:
+    parts: list[exp.Expression] = []
+    if trait.event is not None:
+        parts.append(exp.column("event", table="e").eq(exp.Literal.string(trait.event)))
+    if trait.type is not None:
+        parts.append(exp.column("type", table="e").eq(exp.Literal.string(trait.type)))
+    for path, value in trait.where.items():
+        parts.append(_field(path).eq(_literal(value)))
+    if trait.window_days is not None:
+        since = sqlglot.parse_one(
+            f"TIMESTAMP '{as_of.isoformat(sep=' ')}' - INTERVAL {int(trait.window_days)} DAY",
+            read="duckdb",
+        )
+        parts.append(exp.column("timestamp", table="e") >= since)
+    parts.append(exp.column("timestamp", table="e") <= _as_of(as_of))
+    return exp.and_(*parts) if parts else None
+
+
+def _as_of(as_of: datetime) -> exp.Expression:
+    return sqlglot.parse_one(f"TIMESTAMP '{as_of.isoformat(sep=' ')}'", read="duckdb")
+
+
+def _order_key() -> exp.Expression:
+    return sqlglot.parse_one("struct_pack(t := e.timestamp, s := e.seq)", read="duckdb")
+
+
+def _aggregate(trait: ComputedTrait, as_of: datetime) -> exp.Expression:
+    value = _field(trait.property) if trait.property else None
+    if trait.function in _NUMERIC and trait.property != "timestamp":
+        value = exp.TryCast(this=value, to=exp.DataType.build("DOUBLE"))
+    fn = trait.function
+    if fn == "count":
+        agg: exp.Expression = exp.Count(this=exp.Star())
+    elif fn == "distinct_count":
+        agg = exp.Count(this=exp.Distinct(expressions=[value]))
+    elif fn in ("sum", "min", "max", "avg"):
+        agg = {"sum": exp.Sum, "min": exp.Min, "max": exp.Max, "avg": exp.Avg}[fn](this=value)
+    elif fn in ("first", "last"):
+        cls = exp.ArgMin if fn == "first" else exp.ArgMax
+        agg = cls(this=value, expression=_order_key())
+    elif fn in ("first_seen", "last_seen"):
+        cls = exp.Min if fn == "first_seen" else exp.Max
+        agg = cls(this=exp.column("timestamp", table="e"))
+    elif fn == "days_since_last":
+        agg = exp.Max(this=exp.column("timestamp", table="e"))
+    else:  # most_frequent: resolved in its own subquery, see computed_sql
+        raise AssertionError(fn)
+    condition = _condition(trait, as_of)
+    if condition is not None:
+        agg = exp.Filter(this=agg, expression=exp.Where(this=condition))
+    if fn == "days_since_last":
+        agg = exp.DateDiff(this=_as_of(as_of), expression=agg, unit=exp.var("DAY"))
+    return agg
+
+
+_FROM = """
+    FROM events e
+    JOIN event_identity ei ON ei.seq = e.seq
+    JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
+"""
+
+
+def computed_sql(
+    traits: list[ComputedTrait], as_of: datetime, dialect: str = "duckdb",
+    scope: str | None = None,
+) -> str:  # fmt: skip
+    """One row per profile, one column per trait. ``scope`` names a table of profile ids
+    to limit the query to."""
+    in_scope = f"i.profile_id IN (SELECT profile_id FROM {scope})" if scope else "TRUE"
+    columns = []
+    joins = []
+    for trait in traits:
+        name = exp.to_identifier(trait.name, quoted=True).sql("duckdb")
+        if trait.function != "most_frequent":
+            columns.append(f"{_aggregate(trait, as_of).sql('duckdb')} AS {name}")
+            continue
+        alias = f"mf{len(joins)}"
+        value = _field(trait.property).sql("duckdb")
+        condition = _condition(trait, as_of).sql("duckdb")
+        joins.append(
+            f"""
+            LEFT JOIN (
+                SELECT profile_id, arg_max(v, struct_pack(n := n, v := v)) AS v FROM (
+                    SELECT i.profile_id, {value} AS v, count(*) AS n {_FROM}
+                    WHERE {in_scope} AND {condition}
+                    GROUP BY i.profile_id, v
+                ) WHERE v IS NOT NULL GROUP BY profile_id
+            ) AS {alias} ON {alias}.profile_id = i.profile_id
+            """
+        )
+        columns.append(f"max({alias}.v) AS {name}")
+    query = f"""
+        SELECT i.profile_id, {", ".join(columns)}
+        {_FROM} {" ".join(joins)}
+        WHERE {in_scope}
+        GROUP BY i.profile_id
+    """
+    return sqlglot.transpile(query, read="duckdb", write=dialect)[0]
+
+
+def refresh(
+    con: duckdb.DuckDBPyConnection,
+    traits: list[ComputedTrait],
+    as_of: datetime,
+    profiles: list[str] | None,
+) -> None:
+    """Recompute ``computed_traits`` for ``profiles`` (every profile when None)."""
+    if not traits:
+        return
+    scope = None
+    if profiles is not None:
+        if not profiles:
+            return
+        con.register("computed_scope", pa.table({"profile_id": pa.array(profiles, pa.string())}))
+        scope = "computed_scope"
+    try:
+        if scope:
+            con.execute(
+                "DELETE FROM computed_traits WHERE profile_id IN "
+                "(SELECT profile_id FROM computed_scope)"
+            )
+        else:
+            con.execute("DELETE FROM computed_traits")
+        names = ", ".join(f'"{t.name}"' for t in traits)
+        casts = ", ".join(f'to_json("{t.name}") AS "{t.name}"' for t in traits)
+        wide = computed_sql(traits, as_of, scope=scope)
+        con.execute(
+            f"""
+            INSERT INTO computed_traits
+            SELECT profile_id, name, value, $as_of FROM (
+                UNPIVOT (SELECT profile_id, {casts} FROM ({wide}))
+                ON {names} INTO NAME name VALUE value
+            )
+            """,
+            {"as_of": as_of},
+        )
+    finally:
+        if scope:
+            con.unregister("computed_scope")
+
+
+def profile_computed(con: duckdb.DuckDBPyConnection, profile_id: str) -> dict[str, object]:
+    rows = con.execute(
+        "SELECT name, value FROM computed_traits WHERE profile_id = ? ORDER BY name",
+        [profile_id],
+    ).fetchall()
+    return {name: orjson.loads(value) for name, value in rows}

@@ -1,0 +1,129 @@
+"""Computed traits declared as data: their values, windows, and incremental = full."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from onefold.collect.ingest import prepare
+from onefold.collect.messages import Envelope, now_utc
+from onefold.demo.generator import generate_demo
+from onefold.runtime import Onefold
+from onefold.settings import Settings, default_computed_traits
+from onefold.unify.computed import ComputedTrait, computed_sql
+from onefold.unify.profiles import Lookup, find_profile, profile_view
+
+AS_OF = datetime(2026, 6, 1)
+
+
+def _open(path: Path, traits: list[ComputedTrait]) -> Onefold:
+    onefold = Onefold(Settings(data_dir=path, admin_token="t", unify_interval_ms=10**9,
+                               computed_traits=traits))  # fmt: skip
+    onefold.identity.clock = lambda: AS_OF
+    return onefold
+
+
+def _order(day: str, revenue: float, currency: str = "EUR", **extra) -> dict:
+    return {"type": "track", "userId": "ana", "event": "Order Completed",
+            "timestamp": f"2026-{day}T12:00:00Z",
+            "properties": {"revenue": revenue, "currency": currency, **extra}}  # fmt: skip
+
+
+def test_values_of_every_function(tmp_path):
+    traits = [
+        ComputedTrait(name="orders", function="count", event="Order Completed"),
+        ComputedTrait(name="orders_90d", function="count", event="Order Completed",
+                      window_days=90),
+        ComputedTrait(name="eur_revenue", function="sum", event="Order Completed",
+                      property="properties.revenue", where={"properties.currency": "EUR"}),
+        ComputedTrait(name="biggest", function="max", event="Order Completed",
+                      property="properties.revenue"),
+        ComputedTrait(name="smallest", function="min", event="Order Completed",
+                      property="properties.revenue"),
+        ComputedTrait(name="aov", function="avg", event="Order Completed",
+                      property="properties.revenue"),
+        ComputedTrait(name="first_coupon", function="first", event="Order Completed",
+                      property="properties.coupon"),
+        ComputedTrait(name="last_coupon", function="last", event="Order Completed",
+                      property="properties.coupon"),
+        ComputedTrait(name="favourite", function="most_frequent", event="Product Viewed",
+                      property="properties.category"),
+        ComputedTrait(name="categories", function="distinct_count", event="Product Viewed",
+                      property="properties.category"),
+        ComputedTrait(name="first_seen", function="first_seen"),
+        ComputedTrait(name="last_seen", function="last_seen"),
+        ComputedTrait(name="days_since_order", function="days_since_last",
+                      event="Order Completed"),
+        ComputedTrait(name="future_proof", function="count", event="Never Happens"),
+    ]  # fmt: skip
+    onefold = _open(tmp_path, traits)
+    source = onefold.sources.create("web", "web")
+    views = [
+        {
+            "type": "track",
+            "userId": "ana",
+            "event": "Product Viewed",
+            "timestamp": f"2026-05-0{i}T00:00:00Z",
+            "properties": {"category": c},
+        }
+        for i, c in enumerate(["boots", "tents", "boots", "socks", "tents", "boots"], 1)
+    ]
+    messages = [
+        {"type": "identify", "anonymousId": "dev", "userId": "ana",
+         "timestamp": "2025-12-01T00:00:00Z"},
+        _order("01-10", 100, coupon="WELCOME"), _order("04-01", 50.5, coupon="SPRING"),
+        _order("05-20", 20, "GBP", coupon="MAY"), *views,
+        _order("07-01", 999),  # after as_of: not counted
+    ]  # fmt: skip
+    onefold.log.append_blocking(prepare(messages, Envelope(source.id, "r", "t", now_utc())).data)
+    onefold.flush()
+    con = onefold.warehouse.cursor()
+    values = profile_view(con, find_profile(con, Lookup("user_id", "ana")))["computed_traits"]
+    assert values == {
+        "orders": 3, "orders_90d": 2, "eur_revenue": 150.5, "biggest": 100.0,
+        "smallest": 20.0, "aov": pytest.approx(170.5 / 3), "first_coupon": "WELCOME",
+        "last_coupon": "MAY", "favourite": "boots", "categories": 3,
+        "first_seen": "2025-12-01 00:00:00", "last_seen": "2026-05-20 12:00:00",
+        "days_since_order": 12, "future_proof": 0,
+    }  # fmt: skip
+    onefold.close()
+
+
+def test_incremental_equals_full_recompute_on_the_demo(tmp_path):
+    demo = generate_demo(seed=9, customers=120, now=AS_OF)
+    onefold = _open(tmp_path, default_computed_traits())
+    for source in demo.sources:
+        created = onefold.sources.create(source.name, source.type)
+        if demo.messages.get(source.name):
+            envelope = Envelope(created.id, "r", "test", now_utc())
+            onefold.log.append_blocking(prepare(demo.messages[source.name], envelope).data)
+    onefold.log.rotate()
+    onefold.loader.load_now()
+    onefold.identity.process_all(limit=541)
+    con = onefold.warehouse.cursor()
+    query = "SELECT profile_id, name, value FROM computed_traits"
+    incremental = set(con.execute(query).fetchall())
+    assert {name for _, name, _ in incremental} == {t.name for t in default_computed_traits()}
+    orders = [v for _, name, v in incremental if name == "orders" and v != "0"]
+    assert len(orders) > 20
+    onefold.identity.recompute_traits()
+    assert set(con.execute(query).fetchall()) == incremental
+    onefold.close()
+
+
+def test_definitions_are_validated_and_values_quoted():
+    with pytest.raises(ValidationError):
+        ComputedTrait(name="x; drop table events", function="count")
+    with pytest.raises(ValidationError):
+        ComputedTrait(name="total", function="sum", event="Order Completed")
+    with pytest.raises(ValidationError):
+        ComputedTrait(name="t", function="count", where={"properties.a') or 1=1 --": "x"})
+    sneaky = ComputedTrait(name="t", function="count", event="x' OR '1'='1")
+    sql = computed_sql([sneaky], AS_OF)
+    assert "'x'' OR ''1''=''1'" in sql
+    assert "GET_JSON_OBJECT" in computed_sql(
+        [ComputedTrait(name="r", function="sum", property="properties.revenue")], AS_OF, "spark"
+    )
