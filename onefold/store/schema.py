@@ -130,4 +130,27 @@ MIGRATIONS: list[str] = [
         as_of TIMESTAMP NOT NULL
     );
     """,
+    # 5: manual identity overrides and the audit of changes made to the graph by hand.
+    """
+    CREATE TABLE identity_overrides (
+        id VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        namespace VARCHAR NOT NULL,
+        value VARCHAR NOT NULL,
+        other_namespace VARCHAR,
+        other_value VARCHAR,
+        reason VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        removed_at TIMESTAMP
+    );
+    CREATE TABLE identity_audit (
+        created_at TIMESTAMP NOT NULL,
+        action VARCHAR NOT NULL,
+        override_id VARCHAR,
+        reason VARCHAR,
+        profiles_before JSON NOT NULL,
+        profiles_after JSON NOT NULL,
+        events_replayed BIGINT NOT NULL
+    );
+    """,
 ]

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from onefold.collect.cursor import EventCursor
 from onefold.store import Warehouse
-from onefold.unify import computed, traits
+from onefold.unify import computed, overrides, traits
 from onefold.unify.computed import ComputedTrait
 from onefold.unify.identifiers import Extracted, extract, keys_table
 from onefold.unify.resolver import Changes, Key, Resolver
@@ -33,14 +33,14 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def never_link_pairs(con: duckdb.DuckDBPyConnection) -> list[tuple[Key, Key]]:
-    """The active "never link" overrides (none until overrides exist)."""
-    return []
-
-
-def load_resolver(con: duckdb.DuckDBPyConnection, rules: IdentityRules, keys: set[Key]) -> Resolver:
+def load_resolver(
+    con: duckdb.DuckDBPyConnection,
+    rules: IdentityRules,
+    keys: set[Key],
+    never_link: list[tuple[Key, Key]],
+) -> Resolver:
     """A resolver holding the profiles that own any of ``keys``, with all their identifiers."""
-    resolver = Resolver(rules, never_link_pairs(con))
+    resolver = Resolver(rules, never_link)
     if not keys:
         return resolver
     con.register("touched_keys", keys_table(keys))
@@ -148,9 +148,8 @@ def write_changes(
         "message_id": [r.message_id for r in refusals],
         "namespace": [r.namespace for r in refusals],
         "value": [r.value for r in refusals],
-        "profile_id": [surviving(r.profile_id) for r in refusals],
-        "other_profile_id": [surviving(r.other_profile_id) if r.other_profile_id else None
-                             for r in refusals],
+        "profile_id": [r.profile_id for r in refusals],
+        "other_profile_id": [r.other_profile_id for r in refusals],
         "rule": [r.rule for r in refusals],
         "detail": [r.detail for r in refusals],
         "created_at": pa.array([now] * len(refusals), pa.timestamp("us")),
@@ -207,9 +206,10 @@ class IdentityGraph:
         self._lock = threading.Lock()
 
     def _process(self, con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
-        extracted = extract(con, self.rules, after, upto)
+        blocked, never = overrides.active(con)
+        extracted = extract(con, self.rules, after, upto, blocked)
         keys = {key for message in extracted.messages for key in message.identifiers}
-        resolver = load_resolver(con, self.rules, keys)
+        resolver = load_resolver(con, self.rules, keys, never)
         changes = resolver.resolve(extracted.messages)
         write_changes(con, resolver, changes, "deterministic")
         write_blocked(con, extracted)
@@ -217,6 +217,23 @@ class IdentityGraph:
         touched = traits.touched_profiles(con, after, upto)
         traits.refresh(con, self.trait_rules, touched)
         computed.refresh(con, self.computed_traits, self.clock(), touched)
+
+    def add_override(self, kind: str, key: Key, other: Key | None, reason: str) -> dict:
+        """Record an override and re-derive the part of the graph it affects."""
+        with self._lock, self.warehouse.transaction() as con:
+            override_id, owners = overrides.add(con, self.rules, kind, key, other, reason)
+            before, after, replayed = overrides.replay(
+                con, self.rules, self.trait_rules, self.computed_traits, self.clock(), owners
+            )
+            overrides.audit(con, f"override:{kind}", override_id, reason, before, after, replayed)
+        return {"id": override_id, "profiles_before": before, "profiles_after": after,
+                "events_replayed": replayed}  # fmt: skip
+
+    def rebuild(self) -> int:
+        """Forget the derived graph and resolve every stored event again, in order."""
+        with self._lock, self.warehouse.transaction() as con:
+            overrides.clear_graph(con)
+        return self.process_all()
 
     def recompute_traits(self) -> None:
         """Recompute every profile's traits and computed traits from all its events."""

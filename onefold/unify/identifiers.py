@@ -40,8 +40,9 @@ def _normalised_sql(expression: str, normaliser: str) -> str:
     return trimmed
 
 
-def extraction_sql(rules: IdentityRules) -> str:
-    """One row per (event, namespace, value) for events with ``$after < seq <= $upto``."""
+def extraction_sql(rules: IdentityRules, where: str = "seq > $after AND seq <= $upto") -> str:
+    """One row per (event, namespace, value) for the events ``where`` selects (by default
+    those with ``$after < seq <= $upto``)."""
     selects = []
     for namespace in rules.ordered():
         rule = rules.namespaces[namespace]
@@ -57,7 +58,7 @@ def extraction_sql(rules: IdentityRules) -> str:
             SELECT seq, message_id, source_id, raw,
                    json_extract_string(raw, '$.context.locale') AS locale,
                    user_id, anonymous_id, previous_id, group_id
-            FROM events WHERE seq > $after AND seq <= $upto
+            FROM events WHERE {where}
         )
         SELECT DISTINCT seq, message_id, source_id, locale, namespace, value
         FROM ({union}) WHERE value IS NOT NULL
@@ -92,13 +93,19 @@ class Extracted:
 
 
 def extract(
-    con: duckdb.DuckDBPyConnection, rules: IdentityRules, after: int, upto: int
+    con: duckdb.DuckDBPyConnection,
+    rules: IdentityRules,
+    after: int,
+    upto: int,
+    blocked_keys: frozenset[Key] = frozenset(),
 ) -> Extracted:
     rows = con.execute(extraction_sql(rules), {"after": after, "upto": upto}).fetchall()
-    return group_messages(rows, rules)
+    return group_messages(rows, rules, blocked_keys)
 
 
-def group_messages(rows: list[tuple], rules: IdentityRules) -> Extracted:
+def group_messages(
+    rows: list[tuple], rules: IdentityRules, blocked_keys: frozenset[Key] = frozenset()
+) -> Extracted:
     """Rows of (seq, message_id, source_id, locale, namespace, value), in seq order, as
     messages with their identifiers strongest first."""
     phone_namespaces = {n for n, r in rules.namespaces.items() if r.normalise == "phone"}
@@ -121,7 +128,11 @@ def group_messages(rows: list[tuple], rules: IdentityRules) -> Extracted:
             if value is None:
                 continue
         lowered = value.lower()
-        if lowered in blocked_any or lowered in blocked_ns[namespace]:
+        if (
+            lowered in blocked_any
+            or lowered in blocked_ns[namespace]
+            or (namespace, value) in blocked_keys
+        ):
             count, _ = blocked[(namespace, value)]
             blocked[(namespace, value)] = (count + 1, seq)
             continue

@@ -98,8 +98,13 @@ def profile_view(con: duckdb.DuckDBPyConnection, profile_id: str) -> dict:
         merge["reasons"] = orjson.loads(merge["reasons"]) if merge["reasons"] else None
     refusals = _dicts(con.execute(
         """
-        SELECT rule, namespace, value, other_profile_id, detail, message_id, created_at
-        FROM identity_refusals WHERE profile_id = ? ORDER BY seq DESC LIMIT 50
+        SELECT x.rule, x.namespace, x.value,
+               coalesce(o.merged_into, x.other_profile_id) AS other_profile_id,
+               x.detail, x.message_id, x.created_at
+        FROM identity_refusals x
+        LEFT JOIN identity_profiles p ON p.profile_id = x.profile_id
+        LEFT JOIN identity_profiles o ON o.profile_id = x.other_profile_id
+        WHERE coalesce(p.merged_into, x.profile_id) = ? ORDER BY x.seq DESC LIMIT 50
         """,
         [profile_id],
     ))  # fmt: skip
