@@ -17,6 +17,8 @@ from onefold.collect.sources import SOURCE_TYPES, SourceError
 from onefold.interfaces.api import errors
 from onefold.interfaces.api.errors import APIError
 from onefold.runtime import Onefold
+from onefold.unify.health import health_report
+from onefold.unify.overrides import OverrideError
 from onefold.unify.profiles import ProfileError, find_profile, parse_identifier, profile_view
 from onefold.unify.profiles import timeline as profile_timeline
 
@@ -56,6 +58,16 @@ class EventOut(BaseModel):
     origin: str
     raw: dict = Field(description="The message exactly as the client sent it.")
     batch: dict | None = Field(description="Batch-level context/integrations merged into it.")
+
+
+class OverrideIn(BaseModel):
+    kind: Literal["block", "never_link"] = Field(
+        description="block: the identifier never links anything; never_link: the two "
+        "identifiers are never in one profile."
+    )
+    identifier: str = Field(description="namespace:value")
+    other: str | None = Field(default=None, description="namespace:value (never_link)")
+    reason: str = Field(min_length=1, description="Why, for the audit.")
 
 
 class EventPage(BaseModel):
@@ -169,6 +181,33 @@ def create_api(onefold: Onefold) -> FastAPI:
         except ProfileError as error:
             raise APIError(400, error.code, error.message) from error
         return {"profile_id": profile_id, "events": events, "next_before": cursor}
+
+    @api.get("/v1/identity/health", dependencies=auth)
+    def identity_health(
+        over: Annotated[int, Query(ge=1, description="Count profiles above this size")] = 20,
+    ) -> dict:
+        """Largest profiles, profiles over `over` identifiers, refused links per rule."""
+        return health_report(onefold.warehouse.cursor(), over)
+
+    @api.post("/v1/identity/overrides", dependencies=auth, status_code=201)
+    def identity_override(body: OverrideIn) -> dict:
+        """Record an override; the affected profiles are re-derived before this answers."""
+        rules = onefold.settings.identity
+        try:
+            key = parse_identifier(body.identifier, rules)
+            other = parse_identifier(body.other, rules) if body.other else None
+            return onefold.identity.add_override(
+                body.kind, (key.namespace, key.value),
+                (other.namespace, other.value) if other else None, body.reason,
+            )  # fmt: skip
+        except (ProfileError, OverrideError) as error:
+            raise APIError(400, error.code, error.message) from error
+
+    @api.post("/v1/identity/rebuild", dependencies=auth)
+    def identity_rebuild() -> dict:
+        """Forget the derived graph and resolve every stored event again."""
+        onefold.flush()
+        return {"events": onefold.identity.rebuild()}
 
     @api.post("/v1/flush", dependencies=auth)
     def flush() -> dict:
