@@ -153,4 +153,20 @@ MIGRATIONS: list[str] = [
         events_replayed BIGINT NOT NULL
     );
     """,
+    # 6: accounts, from group calls.
+    """
+    CREATE TABLE account_events (
+        seq BIGINT NOT NULL,
+        group_id VARCHAR NOT NULL,
+        "timestamp" TIMESTAMP NOT NULL
+    );
+    CREATE TABLE account_observations (
+        seq BIGINT NOT NULL,
+        group_id VARCHAR NOT NULL,
+        source_id VARCHAR NOT NULL,
+        trait VARCHAR NOT NULL,
+        value JSON,
+        "timestamp" TIMESTAMP NOT NULL
+    );
+    """,
 ]

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from onefold.collect.cursor import EventCursor
 from onefold.store import Warehouse
-from onefold.unify import computed, overrides, traits
+from onefold.unify import accounts, computed, overrides, traits
 from onefold.unify.computed import ComputedTrait
 from onefold.unify.identifiers import Extracted, extract, keys_table
 from onefold.unify.resolver import Changes, Key, Resolver
@@ -214,6 +214,7 @@ class IdentityGraph:
         write_changes(con, resolver, changes, "deterministic")
         write_blocked(con, extracted)
         traits.observe(con, after, upto)
+        accounts.observe(con, after, upto)
         touched = traits.touched_profiles(con, after, upto)
         traits.refresh(con, self.trait_rules, touched)
         computed.refresh(con, self.computed_traits, self.clock(), touched)

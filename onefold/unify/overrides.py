@@ -211,7 +211,7 @@ def clear_graph(con: duckdb.DuckDBPyConnection) -> None:
     """Forget every derived identity table, for a rebuild from the raw store."""
     for table in ("identifiers", "identity_profiles", "identity_refusals", "event_identity",
                   "identity_blocked", "trait_observations", "profile_traits",
-                  "computed_traits"):  # fmt: skip
+                  "computed_traits", "account_events", "account_observations"):  # fmt: skip
         con.execute(f"DELETE FROM {table}")
     con.execute("DELETE FROM identity_merges WHERE method = 'deterministic'")
     con.execute("DELETE FROM consumer_cursors WHERE consumer = 'identity'")

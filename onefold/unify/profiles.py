@@ -9,6 +9,7 @@ from datetime import datetime
 import duckdb
 import orjson
 
+from onefold.unify.accounts import profile_accounts
 from onefold.unify.computed import profile_computed
 from onefold.unify.identifiers import normalise_phone
 from onefold.unify.rules import IdentityRules
@@ -112,6 +113,7 @@ def profile_view(con: duckdb.DuckDBPyConnection, profile_id: str) -> dict:
         "profile_id": profile_id,
         "traits": profile_traits(con, profile_id),
         "computed_traits": profile_computed(con, profile_id),
+        "accounts": profile_accounts(con, profile_id),
         "identities": identities,
         "merges": merges,
         "refused_links": refusals,

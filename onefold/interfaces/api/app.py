@@ -17,6 +17,7 @@ from onefold.collect.sources import SOURCE_TYPES, SourceError
 from onefold.interfaces.api import errors
 from onefold.interfaces.api.errors import APIError
 from onefold.runtime import Onefold
+from onefold.unify.accounts import account_view
 from onefold.unify.health import health_report
 from onefold.unify.overrides import OverrideError
 from onefold.unify.profiles import ProfileError, find_profile, parse_identifier, profile_view
@@ -181,6 +182,14 @@ def create_api(onefold: Onefold) -> FastAPI:
         except ProfileError as error:
             raise APIError(400, error.code, error.message) from error
         return {"profile_id": profile_id, "events": events, "next_before": cursor}
+
+    @api.get("/v1/accounts/{group_id:path}", dependencies=auth)
+    def accounts_get(group_id: str) -> dict:
+        """An account named by `group` calls: its traits and member profiles."""
+        view = account_view(onefold.warehouse.cursor(), group_id)
+        if view is None:
+            raise APIError(404, "account_not_found", f"no group call named {group_id!r}")
+        return view
 
     @api.get("/v1/identity/health", dependencies=auth)
     def identity_health(
