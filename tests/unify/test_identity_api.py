@@ -57,3 +57,43 @@ def test_health_report_and_block_override(server: Server, source):
             json={"kind": "block", "identifier": "email:x@example.com", "reason": ""},
         )
         assert missing_reason.status_code == 400
+
+
+def test_dry_run_shows_what_a_rule_change_would_do(server: Server, source):
+    run = source["name"]
+    shared, one = f"shared.{run}@example.com", f"one.{run}@example.com"
+    batch = [
+        {"type": "identify", "userId": f"{run}-a", "traits": {"email": shared}},
+        {"type": "identify", "userId": f"{run}-b", "traits": {"email": shared}},
+        {"type": "identify", "anonymousId": f"{run}-x", "traits": {"email": one}},
+        {"type": "identify", "anonymousId": f"{run}-y", "traits": {"email": one}},
+    ]  # fmt: skip
+    body = orjson.dumps({"batch": batch})
+    assert httpx.post(server.url + "/v1/batch", content=body, auth=(source["write_key"], ""))
+    server.flush()
+    with server.admin as admin:
+        rules = admin.get("/api/openapi.json").json()  # the endpoint is documented
+        assert "/v1/identity/dry-run" in rules["paths"]
+        lifted = {"namespaces": {
+            "user_id": {"priority": 10, "paths": ["userId"], "limit": 5, "unique": False},
+            "email": {"priority": 20, "paths": ["traits.email"], "normalise": "email"},
+            "anonymous_id": {"priority": 90, "paths": ["anonymousId"]},
+        }}  # fmt: skip
+        merged = admin.post("/api/v1/identity/dry-run", json=lifted).json()
+        assert merged["merges"] >= 1, "without merge protection the shared email joins a and b"
+        stricter = {"namespaces": {
+            "user_id": {"priority": 10, "paths": ["userId"], "limit": 1, "unique": True},
+            "anonymous_id": {"priority": 90, "paths": ["anonymousId"]},
+        }}  # fmt: skip
+        split = admin.post("/api/v1/identity/dry-run", json=stricter).json()
+        assert split["splits"] >= 1, "without email, x and y fall apart"
+        assert split["identifiers_unlinked"] >= 2
+        bad = admin.post("/api/v1/identity/dry-run", json={"namespaces": {"Bad Name": {}}})
+        assert bad.status_code == 400
+        assert bad.json()["code"] == "invalid_request"
+        with server.admin as again:
+            profile = again.get(f"/api/v1/profiles/anonymous_id:{run}-x").json()
+            assert (
+                profile["profile_id"]
+                == again.get(f"/api/v1/profiles/anonymous_id:{run}-y").json()["profile_id"]
+            ), "a dry run changes nothing"

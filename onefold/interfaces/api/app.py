@@ -18,10 +18,12 @@ from onefold.interfaces.api import errors
 from onefold.interfaces.api.errors import APIError
 from onefold.runtime import Onefold
 from onefold.unify.accounts import account_view
+from onefold.unify.dryrun import dry_run
 from onefold.unify.health import health_report
 from onefold.unify.overrides import OverrideError
 from onefold.unify.profiles import ProfileError, find_profile, parse_identifier, profile_view
 from onefold.unify.profiles import timeline as profile_timeline
+from onefold.unify.rules import IdentityRules
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -197,6 +199,13 @@ def create_api(onefold: Onefold) -> FastAPI:
     ) -> dict:
         """Largest profiles, profiles over `over` identifiers, refused links per rule."""
         return health_report(onefold.warehouse.cursor(), over)
+
+    @api.post("/v1/identity/dry-run", dependencies=auth)
+    def identity_dry_run(proposed: IdentityRules) -> dict:
+        """What the proposed identity rules would do to today's profiles: merges, splits
+        and counts. Nothing is changed; apply rules in the settings, then rebuild."""
+        onefold.flush()
+        return dry_run(onefold.warehouse.cursor(), proposed)
 
     @api.post("/v1/identity/overrides", dependencies=auth, status_code=201)
     def identity_override(body: OverrideIn) -> dict:
