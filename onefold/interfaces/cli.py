@@ -189,6 +189,113 @@ def profiles_show(
         console.print(timeline)
 
 
+identity_app = typer.Typer(help="The identity graph: health, overrides, rules.",
+                           no_args_is_help=True)  # fmt: skip
+app.add_typer(identity_app, name="identity")
+traits_app = typer.Typer(help="Traits and computed traits.", no_args_is_help=True)
+app.add_typer(traits_app, name="traits")
+
+
+def _identity(action: str, body: dict | None, data_dir: Path | None) -> dict:
+    client = _client(data_dir)
+    try:
+        return client.identity(action, body)
+    except ClientError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+
+
+@identity_app.command("health")
+def identity_health(
+    over: Annotated[int, typer.Option(help="Count profiles with more identifiers.")] = 20,
+    data_dir: DataDir = None,
+) -> None:
+    """Largest profiles, refused links per rule, most frequent blocked values."""
+    report = _identity("health", {"over": over}, data_dir)
+    console.print(
+        f"{report['profiles']:,} profiles, {report['identifiers']:,} identifiers, "
+        f"{report['merges']:,} merges; {report['profiles_over']['profiles']:,} profiles "
+        f"hold more than {over} identifiers"
+    )
+    largest = Table("profile", "identifiers", "emails", "phones", "anonymous ids",
+                    title="Largest profiles")  # fmt: skip
+    for row in report["largest_profiles"]:
+        largest.add_row(row["profile_id"], str(row["identifiers"]), str(row["emails"]),
+                        str(row["phones"]), str(row["anonymous_ids"]))  # fmt: skip
+    console.print(largest)
+    refused = Table("rule", "namespace", "links", title="Refused links")
+    for row in report["refused_links"]:
+        refused.add_row(row["rule"], row["namespace"], str(row["links"]))
+    console.print(refused)
+
+
+@identity_app.command("block")
+def identity_block(
+    identifier: Annotated[str, typer.Argument(help="namespace:value")],
+    reason: Annotated[str, typer.Option(help="Why, for the audit.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Stop an identifier from linking anything; re-derives the profiles it joined."""
+    result = _identity(
+        "override", {"kind": "block", "identifier": identifier, "reason": reason}, data_dir
+    )
+    console.print(
+        f"{len(result['profiles_before'])} profile(s) became {len(result['profiles_after'])}; "
+        f"{result['events_replayed']} events re-attributed"
+    )
+
+
+@identity_app.command("never-link")
+def identity_never_link(
+    identifier: Annotated[str, typer.Argument(help="namespace:value")],
+    other: Annotated[str, typer.Argument(help="namespace:value")],
+    reason: Annotated[str, typer.Option(help="Why, for the audit.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Keep two identifiers out of one profile; splits it if they share one now."""
+    body = {"kind": "never_link", "identifier": identifier, "other": other, "reason": reason}
+    result = _identity("override", body, data_dir)
+    console.print(
+        f"{len(result['profiles_before'])} profile(s) became {len(result['profiles_after'])}; "
+        f"{result['events_replayed']} events re-attributed"
+    )
+
+
+@identity_app.command("dry-run")
+def identity_dry_run(
+    rules: Annotated[Path, typer.Argument(help="A TOML file holding an [identity] table.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Show what the identity rules in a file would do to today's profiles."""
+    import tomllib
+
+    try:
+        proposed = tomllib.loads(rules.read_text()).get("identity", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        _fail(f"cannot read {rules}: {exc}")
+    report = _identity("dry-run", proposed, data_dir)
+    console.print(
+        f"profiles: {report['profiles_now']:,} now, {report['profiles_after']:,} after; "
+        f"{report['merges']:,} would merge, {report['splits']:,} would split; "
+        f"{report['identifiers_unlinked']:,} identifiers would no longer link"
+    )
+
+
+@identity_app.command("rebuild")
+def identity_rebuild(data_dir: DataDir = None) -> None:
+    """Resolve every stored event again from the raw store."""
+    result = _identity("rebuild", None, data_dir)
+    console.print(f"rebuilt from {result['events']:,} events")
+
+
+@traits_app.command("recompute")
+def traits_recompute(data_dir: DataDir = None) -> None:
+    """Recompute every profile's traits and computed traits (moves time windows)."""
+    _identity("recompute", None, data_dir)
+    console.print("traits recomputed")
+
+
 def main() -> None:
     app()
 

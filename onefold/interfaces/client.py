@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+from pydantic import ValidationError
 
 from onefold.collect.ingest import prepare
 from onefold.collect.landing import Overloaded
@@ -17,8 +18,12 @@ from onefold.collect.messages import Envelope, now_utc
 from onefold.collect.sources import SourceError
 from onefold.runtime import Onefold, admin_token, read_server_info
 from onefold.settings import Settings
+from onefold.unify.dryrun import dry_run
+from onefold.unify.health import health_report
+from onefold.unify.overrides import OverrideError
 from onefold.unify.profiles import ProfileError, find_profile, parse_identifier, profile_view
 from onefold.unify.profiles import timeline as profile_timeline
+from onefold.unify.rules import IdentityRules
 
 
 class ClientError(RuntimeError):
@@ -35,6 +40,7 @@ class Client(Protocol):
     def get_source(self, name: str) -> dict: ...
     def send(self, write_key: str, messages: list[dict], origin: str) -> dict: ...
     def get_profile(self, identifier: str) -> dict: ...
+    def identity(self, action: str, body: dict | None = None) -> dict: ...
     def timeline(self, identifier: str, limit: int) -> dict: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
@@ -100,6 +106,35 @@ class LocalClient:
                 "profile_not_found", f"no profile has {lookup.namespace}:{lookup.value}"
             )
         return profile_id
+
+    def identity(self, action: str, body: dict | None = None) -> dict:
+        """``health``, ``override``, ``dry-run``, ``rebuild`` or ``recompute``."""
+        onefold = self.onefold
+        onefold.flush()
+        graph = onefold.identity
+        rules = onefold.settings.identity
+        try:
+            if action == "health":
+                return health_report(onefold.warehouse.cursor(), **(body or {}))
+            if action == "override":
+                key = parse_identifier(body["identifier"], rules)
+                other = parse_identifier(body["other"], rules) if body.get("other") else None
+                return graph.add_override(
+                    body["kind"], (key.namespace, key.value),
+                    (other.namespace, other.value) if other else None, body["reason"],
+                )  # fmt: skip
+            if action == "dry-run":
+                return dry_run(onefold.warehouse.cursor(), IdentityRules.model_validate(body))
+            if action == "rebuild":
+                return {"events": graph.rebuild()}
+            if action == "recompute":
+                graph.recompute_traits()
+                return {"recomputed": True}
+        except (ProfileError, OverrideError) as error:
+            raise ClientError(error.code, error.message) from error
+        except ValidationError as error:
+            raise ClientError("invalid_rules", str(error)) from error
+        raise ClientError("unknown_action", f"unknown identity action {action!r}")
 
     def get_profile(self, identifier: str) -> dict:
         self.onefold.flush()
@@ -177,6 +212,19 @@ class HttpClient:
                 return {"accepted": 0, "rejected": payload["rejected"]}
             raise ClientError(payload.get("code", "error"), payload.get("message", ""))
         raise ClientError("overloaded", "the server stayed busy for two minutes")
+
+    def identity(self, action: str, body: dict | None = None) -> dict:
+        if action == "health":
+            return self._call("GET", "/api/v1/identity/health", params=body or {})
+        path = {
+            "override": "/api/v1/identity/overrides",
+            "dry-run": "/api/v1/identity/dry-run",
+            "rebuild": "/api/v1/identity/rebuild",
+            "recompute": "/api/v1/traits/recompute",
+        }.get(action)
+        if path is None:
+            raise ClientError("unknown_action", f"unknown identity action {action!r}")
+        return self._call("POST", path, json=body) if body is not None else self._call("POST", path)
 
     def get_profile(self, identifier: str) -> dict:
         return self._call("GET", f"/api/v1/profiles/{quote(identifier, safe=':')}")

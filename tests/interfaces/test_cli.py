@@ -101,3 +101,31 @@ def test_profiles_show_prints_identities_merges_and_events(tmp_path):
                                   "--data-dir", data])  # fmt: skip
     assert missing.exit_code == 1
     assert "no profile" in missing.output
+
+
+def test_identity_commands_embedded(tmp_path):
+    data = str(tmp_path / "data")
+    runner.invoke(app, ["sources", "create", "shop", "--data-dir", data])
+    rows = tmp_path / "walk-ins.csv"
+    rows.write_text("anon,email,name\nw1,desk@example.com,Eve\nw2,desk@example.com,Max\n")
+    imported = runner.invoke(app, [
+        "import", str(rows), "--source", "shop", "--kind", "profiles", "--data-dir", data,
+        "--anonymous-id-column", "anon",
+    ])  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    health = runner.invoke(app, ["identity", "health", "--over", "2", "--data-dir", data])
+    assert health.exit_code == 0, health.output
+    assert "1 profiles hold more than 2" in " ".join(health.output.split())
+    blocked = runner.invoke(app, ["identity", "block", "email:desk@example.com",
+                                  "--reason", "front desk", "--data-dir", data])  # fmt: skip
+    assert blocked.exit_code == 0, blocked.output
+    assert "1 profile(s) became 2" in blocked.output
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[identity.namespaces.anonymous_id]\npriority = 90\npaths = ["anonymousId"]\n')
+    dry = runner.invoke(app, ["identity", "dry-run", str(rules), "--data-dir", data])
+    assert dry.exit_code == 0, dry.output
+    assert "2 now, 2 after" in dry.output
+    assert runner.invoke(app, ["identity", "rebuild", "--data-dir", data]).exit_code == 0
+    assert runner.invoke(app, ["traits", "recompute", "--data-dir", data]).exit_code == 0
+    bad = runner.invoke(app, ["identity", "block", "nonsense", "--reason", "x", "--data-dir", data])
+    assert bad.exit_code == 1

@@ -227,6 +227,13 @@ def create_api(onefold: Onefold) -> FastAPI:
         onefold.flush()
         return {"events": onefold.identity.rebuild()}
 
+    @api.post("/v1/traits/recompute", dependencies=auth)
+    def traits_recompute() -> dict:
+        """Recompute every profile's traits and computed traits, moving time windows."""
+        onefold.flush()
+        onefold.identity.recompute_traits()
+        return {"recomputed": True}
+
     @api.post("/v1/flush", dependencies=auth)
     def flush() -> dict:
         """Load everything acknowledged so far into the warehouse before answering."""
