@@ -6,6 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -141,6 +142,14 @@ profiles_app = typer.Typer(help="Unified profiles.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 
 
+def _show(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return "" if value is None else str(value)
+
+
 @profiles_app.command("show")
 def profiles_show(
     identifier: Annotated[
@@ -166,6 +175,16 @@ def profiles_show(
             str(item["first_seen"] or "")[:19],
         )  # fmt: skip
     console.print(identities)
+    if profile["traits"] or profile["computed_traits"]:
+        traits = Table("trait", "value", "source", "set at", title="Traits")
+        for name, trait in profile["traits"].items():
+            traits.add_row(name, _show(trait["value"]), trait["source"] or "",
+                           str(trait["updated_at"])[:19])  # fmt: skip
+        for name, value in profile["computed_traits"].items():
+            traits.add_row(name, _show(value), "computed", "")
+        console.print(traits)
+    if profile["accounts"]:
+        console.print("Accounts: " + ", ".join(profile["accounts"]))
     if profile["merges"]:
         merges = Table("when", "method", "absorbed", "linked by", title="Merges")
         for merge in profile["merges"]:

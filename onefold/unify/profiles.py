@@ -75,7 +75,7 @@ def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
 def profile_view(con: duckdb.DuckDBPyConnection, profile_id: str) -> dict:
     identities = _dicts(con.execute(
         """
-        SELECT i.namespace, i.value, s.name AS source, e.received_at AS first_seen
+        SELECT i.namespace, i.value, s.name AS source, e."timestamp" AS first_seen
         FROM identifiers i
         LEFT JOIN sources s ON s.id = i.source_id
         LEFT JOIN events e ON e.seq = i.first_seq
