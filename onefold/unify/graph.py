@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from onefold.collect.cursor import EventCursor
@@ -186,6 +188,36 @@ def write_blocked(con: duckdb.DuckDBPyConnection, extracted: Extracted) -> None:
         con.unregister("blocked_rows")
 
 
+class Lag:
+    """How long events wait from arrival to their profile's update: the last samples."""
+
+    def __init__(self, keep: int = 100_000) -> None:
+        self._samples: deque[np.ndarray] = deque()
+        self._kept = 0
+        self._keep = keep
+        self.events = 0
+        self._lock = threading.Lock()
+
+    def record(self, received_at: np.ndarray) -> None:
+        now = np.datetime64(_now(), "us")
+        delays = (now - received_at.astype("datetime64[us]")).astype("int64") / 1000.0
+        with self._lock:
+            self._samples.append(delays)
+            self._kept += len(delays)
+            self.events += len(delays)
+            while self._kept - len(self._samples[0]) >= self._keep:
+                self._kept -= len(self._samples.popleft())
+
+    def summary(self) -> dict:
+        with self._lock:
+            if not self._samples:
+                return {"events": self.events, "p50_ms": None, "p99_ms": None}
+            delays = np.concatenate(list(self._samples))
+        p50, p99 = np.percentile(delays, [50, 99])
+        return {"events": self.events, "p50_ms": round(float(p50), 1),
+                "p99_ms": round(float(p99), 1)}  # fmt: skip
+
+
 class IdentityGraph:
     """Resolves newly stored events into the identity graph, in micro-batches."""
 
@@ -204,6 +236,8 @@ class IdentityGraph:
         self.clock = clock
         self.cursor = EventCursor(warehouse, CONSUMER)
         self._lock = threading.Lock()
+        self.lag = Lag()
+        self._pending_received = np.array([], dtype="datetime64[us]")
 
     def _process(self, con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
         blocked, never = overrides.active(con)
@@ -218,6 +252,11 @@ class IdentityGraph:
         touched = traits.touched_profiles(con, after, upto)
         traits.refresh(con, self.trait_rules, touched)
         computed.refresh(con, self.computed_traits, self.clock(), touched)
+        received = con.execute(
+            "SELECT received_at FROM events WHERE seq > $after AND seq <= $upto",
+            {"after": after, "upto": upto},
+        ).fetchnumpy()["received_at"]
+        self._pending_received = received
 
     def add_override(self, kind: str, key: Key, other: Key | None, reason: str) -> dict:
         """Record an override and re-derive the part of the graph it affects."""
@@ -245,7 +284,10 @@ class IdentityGraph:
     def process(self, limit: int = 50_000) -> int:
         """Resolve the next events, at most ``limit``; returns how many were read."""
         with self._lock:
-            return self.cursor.consume_range(self._process, limit)
+            count = self.cursor.consume_range(self._process, limit)
+            if count:
+                self.lag.record(self._pending_received)
+            return count
 
     def process_all(self, limit: int = 50_000) -> int:
         total = 0

@@ -102,3 +102,14 @@ def test_event_debugger_filters_and_pages_newest_first(server: Server, source):
         assert rest["next_before"] is None
         everything = admin.get("/api/v1/events", params={"event": "Order Completed"}).json()
         assert {"o1", "o2"} <= {e["message_id"] for e in everything["events"]}
+
+
+def test_status_reports_how_far_behind_unify_is(server: Server, source):
+    _send(server, source["write_key"], [{"type": "identify", "userId": "lag-check"}])
+    server.flush()
+    with server.admin as admin:
+        status = admin.get("/api/v1/status").json()
+    assert status["unify_error"] is None and status["loader_error"] is None
+    lag = status["unify_lag"]
+    assert lag["events"] >= 1
+    assert 0 <= lag["p50_ms"] <= lag["p99_ms"] < 60_000

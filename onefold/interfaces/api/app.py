@@ -248,6 +248,8 @@ def create_api(onefold: Onefold) -> FastAPI:
             "events": count_events(onefold.warehouse),
             "backlog_bytes": onefold.log.backlog_bytes,
             "loader_error": loader.last_error,
+            "unify_error": onefold.unify.last_error,
+            "unify_lag": onefold.identity.lag.summary(),
             "sources": len(onefold.sources.list()),
         }
 
