@@ -139,10 +139,21 @@ def _aggregate(trait: ComputedTrait, as_of: datetime) -> exp.Expression:
     else:  # most_frequent: resolved in its own subquery, see computed_sql
         raise AssertionError(fn)
     condition = _condition(trait, as_of)
+    if fn in ("first", "last"):
+        # DuckDB's arg_min/arg_max skip rows whose value is null, Spark's min_by/max_by do
+        # not: say it, so that both engines pick the same row.
+        present = exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null()))
+        condition = present if condition is None else exp.and_(condition, present)
     if condition is not None:
         agg = exp.Filter(this=agg, expression=exp.Where(this=condition))
     if fn == "days_since_last":
-        agg = exp.DateDiff(this=_as_of(as_of), expression=agg, unit=exp.var("DAY"))
+        # Day boundaries crossed, as DATE minus DATE: Spark's datediff on timestamps would
+        # count whole 24-hour days instead.
+        agg = exp.DateDiff(
+            this=exp.cast(_as_of(as_of), "DATE"),
+            expression=exp.cast(agg, "DATE"),
+            unit=exp.var("DAY"),
+        )
     return agg
 
 
