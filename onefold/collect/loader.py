@@ -1,7 +1,10 @@
 """Moving closed landing-log segments into the warehouse, exactly once.
 
-Each segment is loaded in one transaction that also records the segment as landed, so a
-crash before the commit loads it again and a crash after it only leaves a file to delete.
+Segments are loaded in a transaction that also records them as landed, so a crash before
+the commit loads them again and a crash after it only leaves files to delete. Under load
+several segments wait by the time a load ends, and the next load takes them together:
+the fixed costs of a load are paid once for all of them, so the loader gets more
+efficient the further it falls behind, and catches up.
 Messages are deduplicated on (source, messageId) against every message ever stored — the
 SDKs retry, and a retry may arrive in the same segment, a later one, or after a restart.
 Every stored message gets ``seq``: (segment number << 32) + its position in the segment,
@@ -11,6 +14,7 @@ increasing in commit order, which is what later stages read incrementally.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +45,7 @@ _RECORD_COLUMNS = {
 }
 _COLUMNS_SQL = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _RECORD_COLUMNS.items()) + "}"
 _EVENT_COLUMNS = ", ".join(f'"{c}"' for c in _RECORD_COLUMNS if c != "n")
+_STAGE_EVENT_COLUMNS = ", ".join(f'stage."{c}"' for c in _RECORD_COLUMNS if c != "n")
 
 
 @dataclass(frozen=True)
@@ -64,50 +69,127 @@ def next_segment_number(warehouse: Warehouse, directory: Path) -> int:
 
 def load_segment(warehouse: Warehouse, path: Path) -> LoadResult:
     """Load one closed segment; a segment landed before is skipped."""
-    number = segment_number(path)
+    return load_segments(warehouse, [path])[0]
+
+
+def load_segments(warehouse: Warehouse, paths: list[Path]) -> list[LoadResult]:
+    """Load closed segments in one transaction, storing exactly what loading them one by
+    one in this order would; segments landed before are skipped.
+
+    Under load the loader finds several segments ready at once; one transaction for all
+    of them pays the fixed costs (statements, commit) once, and a large enough one lets
+    DuckDB write whole row groups straight to the database file instead of the WAL.
+    """
+    numbers = [segment_number(path) for path in paths]
+    results = {number: LoadResult(number, 0, 0) for number in numbers}
     with warehouse.transaction() as con:
-        if con.execute("SELECT 1 FROM landed_segments WHERE segment = ?", [number]).fetchone():
-            return LoadResult(number, 0, 0)
-        if path.stat().st_size == 0:
-            con.execute("INSERT INTO landed_segments VALUES (?, 0, 0, now()::TIMESTAMP)", [number])
-            return LoadResult(number, 0, 0)
+        landed = {
+            row[0]
+            for row in con.execute(
+                "SELECT segment FROM landed_segments WHERE segment IN (SELECT unnest(?::BIGINT[]))",
+                [numbers],
+            ).fetchall()
+        }
+        todo = []
+        for path, number in zip(paths, numbers, strict=True):
+            if number in landed:
+                continue
+            if path.stat().st_size == 0:
+                con.execute(
+                    "INSERT INTO landed_segments VALUES (?, 0, 0, now()::TIMESTAMP)", [number]
+                )
+            else:
+                todo.append(path)
+        if todo:
+            results.update(_load(con, todo))
+    return [results[number] for number in numbers]
+
+
+def _load(con, paths: list[Path]) -> dict[int, LoadResult]:
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE landing_stage AS
+        SELECT * EXCLUDE (filename),
+            parse_filename(filename, true)::BIGINT AS segment,
+            md5_number(source_id || chr(31) || message_id)::UHUGEINT AS key
+        FROM read_ndjson(
+            ?, columns = {_COLUMNS_SQL}, format = 'newline_delimited', filename = true
+        )
+        """,
+        [[str(path) for path in paths]],
+    )
+    counts = dict(
+        con.execute("SELECT segment, count(*) FROM landing_stage GROUP BY segment").fetchall()
+    )
+    new_keys = con.sql(
+        """
+        INSERT INTO message_keys SELECT DISTINCT key FROM landing_stage
+        ON CONFLICT DO NOTHING
+        RETURNING (key >> 64)::UBIGINT AS hi, (key & 18446744073709551615)::UBIGINT AS lo
+        """
+    ).to_arrow_table()
+    # seq is (segment << 32) + the message's rank by n among the segment's rows whose
+    # key that segment stored first; of several rows with one key the first is kept.
+    if new_keys.num_rows == sum(counts.values()):
+        # Every row has a key of its own, never seen before: every row is stored. The
+        # ranks are computed over narrow rows and joined back, which is cheaper than a
+        # window over the whole rows (it would sort the raw messages along).
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE landing_stage AS
-            SELECT *, md5_number(source_id || chr(31) || message_id)::UHUGEINT AS key
-            FROM read_ndjson(?, columns = {_COLUMNS_SQL}, format = 'newline_delimited')
-            """,
-            [str(path)],
+            INSERT INTO events (seq, {_EVENT_COLUMNS})
+            SELECT ranked.seq, {_STAGE_EVENT_COLUMNS}
+            FROM landing_stage AS stage
+            JOIN (
+                SELECT rowid AS row_id,
+                    (segment << 32) + row_number() OVER (PARTITION BY segment ORDER BY n) AS seq
+                FROM landing_stage
+            ) AS ranked ON stage.rowid = ranked.row_id
+            """
         )
-        new_keys = con.sql(
-            """
-            INSERT INTO message_keys SELECT DISTINCT key FROM landing_stage
-            ON CONFLICT DO NOTHING
-            RETURNING (key >> 64)::UBIGINT AS hi, (key & 18446744073709551615)::UBIGINT AS lo
-            """
-        ).to_arrow_table()
+        stored = counts
+    else:
         con.register("landing_new_keys", new_keys)
         try:
             con.execute(
-                f"""
-                INSERT INTO events (seq, {_EVENT_COLUMNS})
-                SELECT (?::BIGINT << 32) + row_number() OVER (ORDER BY n), {_EVENT_COLUMNS}
-                FROM landing_stage
-                WHERE ((key >> 64)::UBIGINT, (key & 18446744073709551615)::UBIGINT)
-                    IN (SELECT (hi, lo) FROM landing_new_keys)
-                QUALIFY row_number() OVER (PARTITION BY key ORDER BY n) = 1
-                """,
-                [number],
+                """
+                CREATE OR REPLACE TEMP TABLE landing_new AS
+                SELECT * FROM (
+                    SELECT *, min(segment) OVER (PARTITION BY key) AS first_segment
+                    FROM landing_stage
+                    WHERE ((key >> 64)::UBIGINT, (key & 18446744073709551615)::UBIGINT)
+                        IN (SELECT (hi, lo) FROM landing_new_keys)
+                )
+                WHERE segment = first_segment
+                """
             )
         finally:
             con.unregister("landing_new_keys")
-        total = con.execute("SELECT count(*) FROM landing_stage").fetchone()[0]
+        con.execute(
+            f"""
+            INSERT INTO events (seq, {_EVENT_COLUMNS})
+            SELECT (segment << 32) + row_number() OVER (PARTITION BY segment ORDER BY n),
+                {_EVENT_COLUMNS}
+            FROM landing_new
+            QUALIFY row_number() OVER (PARTITION BY key ORDER BY n) = 1
+            """
+        )
+        stored = dict(
+            con.execute(
+                "SELECT segment, count(DISTINCT key) FROM landing_new GROUP BY segment"
+            ).fetchall()
+        )
+        con.execute("DROP TABLE landing_new")
+    con.execute("DROP TABLE landing_stage")
+    results = {}
+    for path in paths:
+        number = segment_number(path)
+        total, kept = counts.get(number, 0), stored.get(number, 0)
         con.execute(
             "INSERT INTO landed_segments VALUES (?, ?, ?, now()::TIMESTAMP)",
-            [number, total, new_keys.num_rows],
+            [number, total, kept],
         )
-        con.execute("DROP TABLE landing_stage")
-    return LoadResult(number, total, new_keys.num_rows)
+        results[number] = LoadResult(number, total, kept)
+    return results
 
 
 def load_ready(warehouse: Warehouse, directory: Path, below: int | None = None) -> list[LoadResult]:
@@ -138,10 +220,30 @@ def recover(warehouse: Warehouse, directory: Path) -> None:
 class Loader:
     """A background thread loading closed segments as the landing log closes them."""
 
-    def __init__(self, warehouse: Warehouse, log_: LandingLog, interval_ms: int = 100) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        log_: LandingLog,
+        interval_ms: int = 100,
+        batch_bytes: int = 128 * 1024 * 1024,
+        threads: int | None = None,
+        checkpoint_threshold: str = "64MiB",
+    ) -> None:
+        # Settings of the whole database, for the loads' sake:
+        # - DuckDB runs a query on as many threads as there are cores; a large load would
+        #   take the event loop's core too and slow the requests down. Leave it one.
+        # - A checkpoint rewrites the row groups that loads appended to since the last
+        #   one; at DuckDB's default of every 16 MB of WAL that rewriting costs more than
+        #   the loads themselves.
+        if threads is None:
+            threads = max(1, len(os.sched_getaffinity(0)) - 1)
+        con = warehouse.cursor()
+        con.execute(f"SET threads = {int(threads)}")
+        con.execute("SET checkpoint_threshold = ?", [checkpoint_threshold])
         self._warehouse = warehouse
         self._log = log_
         self._interval = interval_ms / 1000
+        self._batch_bytes = batch_bytes
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -169,23 +271,41 @@ class Loader:
 
     def _load_ready(self) -> int:
         count = 0
-        directory = self._log.directory
-        for path in list_segments(directory):
-            number = segment_number(path)
-            if number >= self._log.current_segment:
+        ready = []
+        for path in list_segments(self._log.directory):
+            if segment_number(path) >= self._log.current_segment:
                 break
+            ready.append((path, path.stat().st_size))
+        one_by_one = False
+        while ready:
+            # What is ready goes in one transaction, up to a size that bounds the memory
+            # a load takes.
+            batch = [ready.pop(0)]
+            size = batch[0][1]
+            while not one_by_one and ready and size + ready[0][1] <= self._batch_bytes:
+                batch.append(ready.pop(0))
+                size += batch[-1][1]
             try:
-                size = path.stat().st_size
-                result = load_segment(self._warehouse, path)
-                path.unlink()
-            except Exception as exc:  # keep the file; try again on the next round
+                results = load_segments(self._warehouse, [path for path, _ in batch])
+            except Exception as exc:  # keep the files; try again on the next round
+                if len(batch) > 1:  # but first load those before the one that fails
+                    ready[:0] = batch
+                    one_by_one = True
+                    continue
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("loading segment %s failed", path.name)
+                log.exception("loading segment %s failed", batch[0][0].name)
                 break
-            self._log.segment_loaded(size)
-            self.loaded_segments += 1
-            self.stored_messages += result.stored
-            count += 1
+            for (path, size), result in zip(batch, results, strict=True):
+                try:
+                    path.unlink()
+                except OSError as exc:  # landed: the next round skips it and deletes it
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("deleting segment %s failed", path.name)
+                    continue
+                self._log.segment_loaded(size)
+                self.loaded_segments += 1
+                self.stored_messages += result.stored
+                count += 1
         return count
 
     def stop(self) -> None:

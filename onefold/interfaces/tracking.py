@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from onefold import __version__
 from onefold.collect.decode import BodyError, decompress, parse_json
-from onefold.collect.ingest import prepare
+from onefold.collect.ingest import Prepared, prepare
 from onefold.collect.landing import LogClosed, Overloaded
 from onefold.collect.messages import Envelope, MessageError, now_utc, parse_timestamp
 from onefold.collect.sources import Source
@@ -110,7 +110,7 @@ class TrackingAPI:
         return Envelope(
             source_id=source.id,
             request_id=f"{_boot}-{next(_request_ids):x}",
-            origin=f"{request.method} {request.url.path}",
+            origin=f"{request.method} {request.scope['path']}",  # = request.url.path, cheaper
             received_at=now_utc(),
             sent_at=sent_at,
             batch=batch_bytes,
@@ -124,6 +124,15 @@ class TrackingAPI:
         single: bool,
         durable: bool = True,
     ) -> Response:
+        prepared = self._prepare(messages, envelope, default_type, single)
+        if isinstance(prepared, Response):
+            return prepared
+        return await self._commit(prepared, durable)
+
+    def _prepare(
+        self, messages: list, envelope: Envelope, default_type: str | None, single: bool
+    ) -> Prepared | Response:
+        """The landing records of the messages, or the error response if none is valid."""
         prepared = prepare(
             messages,
             envelope,
@@ -142,6 +151,10 @@ class TrackingAPI:
                 f"no message in the batch was valid; first: {first['message']}",
                 rejected=prepared.rejected,
             )
+        return prepared
+
+    async def _commit(self, prepared: Prepared, durable: bool = True) -> Response:
+        """Append the records to the landing log and answer once they are durable."""
         if prepared.accepted and durable:
             try:
                 await self.onefold.log.append(prepared.data)
@@ -200,7 +213,14 @@ class TrackingAPI:
                         f"the limit is {self.limits.max_batch_messages}",
                     )
                 envelope = self._envelope(request, source, payload)
-                return await self._store(messages, envelope, None, False, durable)
+                prepared = self._prepare(messages, envelope, None, False)
+                # The parsed batch is not needed while its records are made durable: let
+                # it go now instead of holding every waiting request's (less memory, and
+                # much less for the garbage collector to go through).
+                del body, payload, messages
+                if isinstance(prepared, Response):
+                    return prepared
+                return await self._commit(prepared, durable)
 
             return await self._guard(handle, request)
 
