@@ -169,4 +169,12 @@ MIGRATIONS: list[str] = [
         "timestamp" TIMESTAMP NOT NULL
     );
     """,
+    # 7: ART indexes for reading one profile: its identifiers, traits and computed traits.
+    # (DuckDB scans an index for an equality filter on one indexed column; without these a
+    # profile view scanned every identifier, trait and computed trait row.)
+    """
+    CREATE INDEX identifiers_profile ON identifiers (profile_id);
+    CREATE INDEX profile_traits_profile ON profile_traits (profile_id);
+    CREATE INDEX computed_traits_profile ON computed_traits (profile_id);
+    """,
 ]

@@ -18,29 +18,29 @@ This module holds no database code: the same resolver runs the real-time micro-b
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from onefold.unify.rules import IdentityRules
 
 Key = tuple[str, str]  # (namespace, value)
 
 
-def profile_id_for(anchor: Key) -> str:
-    digest = hashlib.sha256(f"{anchor[0]}\x1f{anchor[1]}".encode()).hexdigest()
-    return "pr_" + digest[:24]
+def profile_id_for(anchor: Key, _sha256=hashlib.sha256) -> str:
+    return "pr_" + _sha256(f"{anchor[0]}\x1f{anchor[1]}".encode()).hexdigest()[:24]
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):  # a named tuple: immutable, and cheap to create by the million
     seq: int
     message_id: str
     source_id: str
     identifiers: tuple[Key, ...]  # normalised, unblocked, strongest first
 
 
-@dataclass
+@dataclass(slots=True)
 class Profile:
     id: str
     anchor: Key
@@ -106,7 +106,6 @@ class Resolver:
             self.never.setdefault(a, set()).add(b)
             self.never.setdefault(b, set()).add(a)
         self.changes = Changes()
-        self._born_now: str | None = None
 
     # -- loading existing state ------------------------------------------------------
 
@@ -120,57 +119,83 @@ class Resolver:
     # -- resolving -------------------------------------------------------------------
 
     def resolve(self, messages: Iterable[Message]) -> Changes:
+        # A batch allocates many small containers and no reference cycles: pausing the cyclic
+        # garbage collector meanwhile saves it from walking them again and again.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._resolve(messages)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _resolve(self, messages: Iterable[Message]) -> Changes:
+        # The real-time graph's hot path, written for speed: state in locals, and the common
+        # cases inline (an identifier already on the target, or a new one no rule stops);
+        # rules, merges and refusals in methods.
+        owner, profiles, changes = self.owner, self.profiles, self.changes
+        born, new_identifiers = changes.born, changes.new_identifiers
+        attributions = changes.attributions
+        limits, unique, never = self.limit, self.unique, self.never
+        owner_get = owner.get
         for message in messages:
-            self._resolve_one(message)
-        return self.changes
+            identifiers = message.identifiers
+            if not identifiers:
+                continue
+            first = identifiers[0]
+            target_id = owner_get(first)
+            target = born_now = None
+            if target_id is None:  # a new profile, anchored on the strongest identifier
+                target_id = born_now = profile_id_for(first)
+                target = Profile(target_id, first, message.seq, {first[0]: {first[1]}})
+                profiles[target_id] = born[target_id] = target
+                owner[first] = target_id
+                new_identifiers.append(
+                    (first[0], first[1], target_id, message.seq, message.source_id)
+                )
+            for key in identifiers[1:]:
+                current = owner_get(key)
+                if current == target_id:
+                    continue
+                if target is None:
+                    target = profiles[target_id]
+                if current is None:
+                    namespace = key[0]
+                    held = target.values.get(namespace)
+                    limit = limits[namespace]
+                    if (
+                        (held and namespace in unique)
+                        or (limit is not None and (len(held) if held else 0) >= limit)
+                        or (never and key in never)
+                    ):
+                        refusal = self._attach_refusal(target, key)
+                        if refusal:
+                            self._refuse(message, key, target_id, None, *refusal)
+                            continue
+                    if held is None:
+                        target.values[namespace] = {key[1]}
+                    else:
+                        held.add(key[1])
+                    owner[key] = target_id
+                    new_identifiers.append(
+                        (namespace, key[1], target_id, message.seq, message.source_id)
+                    )
+                else:
+                    other = profiles[current]
+                    refusal = self._merge_refusal(target, other)
+                    if refusal:
+                        self._refuse(message, key, target_id, current, *refusal)
+                        continue
+                    target = self._merge(target, other, message, key, born_now)
+                    target_id = target.id
+            attributions.append((message.seq, first[0], first[1]))
+        return changes
 
     def surviving(self, profile_id: str) -> str:
         """Where a profile absorbed during this run ended up."""
         while profile_id in self.redirect:
             profile_id = self.redirect[profile_id]
         return profile_id
-
-    def _resolve_one(self, message: Message) -> None:
-        identifiers = message.identifiers
-        if not identifiers:
-            return
-        self._born_now = None
-        first = identifiers[0]
-        target_id = self.owner.get(first)
-        target = self._create(first, message) if target_id is None else self.profiles[target_id]
-        primary = first
-        for key in identifiers[1:]:
-            owner = self.owner.get(key)
-            if owner == target.id:
-                continue
-            if owner is None:
-                refusal = self._attach_refusal(target, key)
-                if refusal:
-                    self._refuse(message, key, target.id, None, *refusal)
-                    continue
-                self._attach(target, key, message)
-            else:
-                other = self.profiles[owner]
-                refusal = self._merge_refusal(target, other)
-                if refusal:
-                    self._refuse(message, key, target.id, other.id, *refusal)
-                    continue
-                target = self._merge(target, other, message, key)
-        self.changes.attributions.append((message.seq, *primary))
-
-    def _create(self, key: Key, message: Message) -> Profile:
-        profile = Profile(profile_id_for(key), key, message.seq, {key[0]: {key[1]}})
-        self.profiles[profile.id] = profile
-        self.owner[key] = profile.id
-        self.changes.born[profile.id] = profile
-        self.changes.new_identifiers.append((*key, profile.id, message.seq, message.source_id))
-        self._born_now = profile.id
-        return profile
-
-    def _attach(self, target: Profile, key: Key, message: Message) -> None:
-        target.values.setdefault(key[0], set()).add(key[1])
-        self.owner[key] = target.id
-        self.changes.new_identifiers.append((*key, target.id, message.seq, message.source_id))
 
     def _attach_refusal(self, target: Profile, key: Key) -> tuple[str, str] | None:
         namespace = key[0]
@@ -207,7 +232,9 @@ class Resolver:
                             )
         return None
 
-    def _merge(self, a: Profile, b: Profile, message: Message, key: Key) -> Profile:
+    def _merge(
+        self, a: Profile, b: Profile, message: Message, key: Key, born_now: str | None
+    ) -> Profile:
         survivor, absorbed = (a, b) if a.order(self.priority) <= b.order(self.priority) else (b, a)
         for namespace, values in absorbed.values.items():
             survivor.values.setdefault(namespace, set()).update(values)
@@ -215,7 +242,7 @@ class Resolver:
                 self.owner[(namespace, value)] = survivor.id
         del self.profiles[absorbed.id]
         self.redirect[absorbed.id] = survivor.id
-        if absorbed.id != self._born_now:  # a profile born by this very message is no merge
+        if absorbed.id != born_now:  # a profile born by this very message is no merge
             self.changes.merges.append(
                 Merge(message.seq, message.message_id, survivor.id, absorbed.id, *key)
             )
