@@ -12,9 +12,11 @@ array operations for almost every message:
    carry the same identifier (hash clashes are split exactly). Messages are numbered in
    ``seq`` order.
 2. **Components.** The connected components of the raw message–identifier graph, ignoring
-   every rule (scipy's ``connected_components`` on the links from each message's strongest
-   identifier to its others). Messages of different components never touch the same
-   identifier, so each component resolves on its own.
+   every rule. Each identifier first hangs under an identifier of the message that first
+   carried it (see :func:`trees`; pointer jumping finds the roots), so only the first
+   meeting of each pair of trees is an edge left for scipy's ``connected_components``.
+   Messages of different components never touch the same identifier, so each component
+   resolves on its own.
 3. **Clean components.** A component is clean when no rule could fire while resolving it: its
    identifiers respect every namespace limit, hold at most one value of each unique
    (merge-protected) namespace, and contain no never-link pair. Then no link is ever refused,
@@ -31,7 +33,7 @@ array operations for almost every message:
      merge. Taken in ``seq`` order (within a message, in identifier order) with a union-find
      over the distinct tree pairs — far fewer than the messages — they give the resolver's
      merges exactly: the older anchor survives, and the identifier is the message's first one
-     of the absorbed side.
+     held by the profile it joins.
 4. **Dirty components** (the rest) are replayed through the :class:`Resolver`, in ``seq``
    order, all together: they are independent of each other and of the clean ones.
 
@@ -41,6 +43,8 @@ on random histories, one resolver run.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -182,12 +186,19 @@ def _flatten(parent: np.ndarray) -> np.ndarray:
     return parent
 
 
-def profile_ids(namespaces: pa.Array, values: pa.Array) -> pa.Array:
-    """``profile_id_for`` of many anchors at once (SHA-256 in DuckDB, on every core)."""
+def _duckdb(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for a computation, quiet (no progress bar)."""
+    db = duckdb.connect(config={"threads": threads} if threads else {})
+    db.execute("SET enable_progress_bar = false")
+    return db
+
+
+def profile_ids(namespaces: pa.Array, values: pa.Array, threads: int | None = None) -> pa.Array:
+    """``profile_id_for`` of many anchors at once (SHA-256 in DuckDB)."""
     if len(values) == 0:
         return pa.array([], pa.string())
     anchors = pa.table({"namespace": namespaces.cast(pa.string()), "value": values})
-    with duckdb.connect() as db:
+    with _duckdb(threads) as db:
         db.register("anchors", anchors)
         result = db.sql(
             "SELECT 'pr_' || left(sha256(namespace || chr(31) || value), 24) FROM anchors"
@@ -195,10 +206,31 @@ def profile_ids(namespaces: pa.Array, values: pa.Array) -> pa.Array:
     return _as_array(result.column(0))
 
 
+class _Background:
+    """A call run in a thread; for work that lets go of the GIL (DuckDB, Arrow, numpy)."""
+
+    def __init__(self, call, *args) -> None:
+        self._result = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(call, *args), daemon=True)
+        self._thread.start()
+
+    def _run(self, call, *args) -> None:
+        try:
+            self._result = call(*args)
+        except BaseException as error:  # re-raised in the caller's thread
+            self._error = error
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
 def _hashes(code: np.ndarray, value: pa.Array) -> np.ndarray:
     """A 64-bit hash of each (namespace code, value), in row order."""
     rows = pa.table({"c": code, "v": value})
-    with duckdb.connect() as db:
+    with _duckdb() as db:
         db.register("hashed", rows)
         result = db.sql("SELECT hash(c, v) FROM hashed").to_arrow_table()
     return _numpy(result.column(0))
@@ -208,18 +240,17 @@ def encode(code: np.ndarray, value: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Number each row's (namespace, value) by first appearance: the key of every row and
     the first row of every key (int32).
 
-    Rows are grouped by a 64-bit hash: one sort of (hash prefix, row) packed in 64 bits, the
-    few groups whose full hashes differ split, keys numbered by their first rows. Exact: each
-    row is then compared with its key's first row, and should two identifiers ever share a
-    full hash, the rows are encoded again by value (Arrow dictionary encoding)."""
+    Rows are grouped by a 64-bit hash with one sort of (hash prefix, row) packed in 64 bits,
+    and keys numbered by their groups' first rows. Exact: neighbours within each group are
+    compared, and a group where different identifiers share the hash prefix is split by
+    value."""
     n = code.size
     if n == 0:
         return np.zeros(0, np.int32), np.zeros(0, np.int32)
     if n >= 2**31:
         raise ValueError("stitch takes fewer than 2**31 identifier rows at once")
     bits = max(1, n.bit_length())
-    hashes = _hashes(code, value)
-    packed = hashes >> np.uint64(bits)  # a writable copy
+    packed = _hashes(code, value) >> np.uint64(bits)  # a writable copy
     packed <<= np.uint64(bits)
     packed |= np.arange(n, dtype=np.uint64)
     packed.sort()  # by hash prefix, then row
@@ -229,12 +260,20 @@ def encode(code: np.ndarray, value: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     start[0] = start[n] = True
     np.not_equal(packed[1:], packed[:-1], out=start[1:n])
     del packed
-    full = hashes[rows]
-    del hashes
-    split = np.flatnonzero(~start[1:n] & (full[1:] != full[:-1]))
-    if split.size:  # different full hashes under one prefix: order those groups by hash
-        _split(rows, full, start, split)
-    del full
+    # exact: in groups of two or more rows, each row carries its neighbour's identifier
+    shared = np.flatnonzero(~(start[:n] & start[1:]))
+    if shared.size:
+        shared_rows = rows[shared]
+        ordered = value.take(pa.array(shared_rows))
+        same = _numpy(pc.equal(ordered.slice(1), ordered.slice(0, shared.size - 1)))
+        del ordered
+        shared_code = code[shared_rows]
+        same &= shared_code[1:] == shared_code[:-1]
+        clashes = shared[1:][~start[shared[1:]] & ~same]
+        del shared_rows, shared_code, same
+        if clashes.size:
+            _split(rows, code, value, start, clashes)
+    del shared
     bounds = np.flatnonzero(start)
     group_first = rows[bounds[:-1]]  # rows ascend within a group
     key_rows = np.sort(group_first)
@@ -242,34 +281,25 @@ def encode(code: np.ndarray, value: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     position[key_rows] = np.arange(key_rows.size, dtype=np.int32)
     key = np.empty(n, np.int32)
     key[rows] = np.repeat(position[group_first], np.diff(bounds))
-    del rows, position, group_first, bounds
-    # exact: every row carries its key's first row's identifier
-    later = np.flatnonzero(~_first_appearances(key))
-    firsts = key_rows[key[later]]
-    same = pc.equal(value.take(pa.array(later)), value.take(pa.array(firsts)))
-    if pc.all(same).as_py() is False or not np.array_equal(code[later], code[firsts]):
-        return _encode_by_value(code, value)
     return key, key_rows
 
 
-def _split(rows: np.ndarray, full: np.ndarray, start: np.ndarray, split: np.ndarray) -> None:
-    """Reorder each group holding several full hashes by (hash, row), and start a group
-    at each new hash."""
+def _split(
+    rows: np.ndarray, code: np.ndarray, value: pa.Array, start: np.ndarray, clashes: np.ndarray
+) -> None:
+    """Reorder each group where different identifiers share a hash prefix by (namespace,
+    value, row), and start a group at each identifier (in ``rows`` and ``start``)."""
     bounds = np.flatnonzero(start)
-    for group in np.unique(np.searchsorted(bounds, split, side="right") - 1).tolist():
+    for group in np.unique(np.searchsorted(bounds, clashes, side="right") - 1).tolist():
         lo, hi = int(bounds[group]), int(bounds[group + 1])
-        order = np.lexsort((rows[lo:hi], full[lo:hi]))
-        rows[lo:hi] = rows[lo:hi][order]
-        full[lo:hi] = full[lo:hi][order]
-        start[lo + 1 : hi] = full[lo + 1 : hi] != full[lo : hi - 1]
-
-
-def _encode_by_value(code: np.ndarray, value: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`encode` by Arrow's dictionary encoding of (value, namespace): exact, slower."""
-    values = _numpy(pc.dictionary_encode(value).indices).astype(np.int64)
-    pairs = pc.dictionary_encode(pa.array(values * 128 + code)).indices  # by first appearance
-    key = _numpy(pairs).astype(np.int32)
-    return key, np.flatnonzero(_first_appearances(key)).astype(np.int32)
+        span = rows[lo:hi]
+        values = value.take(pa.array(span)).to_pylist()
+        codes = code[span].tolist()
+        order = sorted(range(hi - lo), key=lambda i: (codes[i], values[i], span[i]))
+        rows[lo:hi] = span[order]
+        for i in range(1, hi - lo):
+            a, b = order[i - 1], order[i]
+            start[lo + i] = (codes[a], values[a]) != (codes[b], values[b])
 
 
 def trees(
@@ -455,6 +485,16 @@ def stitch(
             index = kept[index]
         return _as_dict(column.take(pa.array(index)))
 
+    # -- profile ids of the clean components' profiles, hashed by DuckDB in a thread (it
+    # lets go of the GIL) while the resolver replays the dirty components here ------------
+    clean_msg = ~dirty_msg
+    born_msg = np.flatnonzero(clean_msg & new[mstart])
+    born_key = k0[born_msg]
+    anchors = (_dict(key_code[born_key], ns_names), key_value.take(born_key))
+    # one DuckDB thread: the other core is the resolver's
+    hashing = _Background(profile_ids, *anchors, max(1, (os.cpu_count() or 2) - 1))
+    del anchors
+
     # -- dirty components: the resolver ------------------------------------------------------
     dirty_msgs = np.flatnonzero(dirty_msg)
     message_ids = per_message(message_id, dirty_msgs).cast(pa.string()).to_pylist()
@@ -463,17 +503,14 @@ def stitch(
         rules, never_link, names, seq, key, key_code, key_value, msg, mstart, dirty_msgs,
         message_ids, source_ids,
     )  # fmt: skip
+    dirty = _changes_tables(resolver, resolver.changes, attributions=False)
+    del resolver, message_ids, source_ids
     lap("dirty")
-    dirty = _changes_tables(resolver, resolver.changes)
-    lap("dirty_tables")
 
     # -- clean components --------------------------------------------------------------------
-    clean_msg = ~dirty_msg
-    born_msg = np.flatnonzero(clean_msg & new[mstart])
-    born_key = k0[born_msg]
-    born_ids = profile_ids(_dict(key_code[born_key], ns_names), key_value.take(born_key))
-    id_of_key = np.full(n_keys, -1, np.int64)
-    id_of_key[born_key] = np.arange(born_key.size)
+    born_ids = hashing.result()
+    id_of_key = np.full(n_keys, -1, np.int32)
+    id_of_key[born_key] = np.arange(born_key.size, dtype=np.int32)
     lap("profile_ids")
 
     clean_key = np.flatnonzero(present & ~dirty_root[root])
@@ -502,14 +539,11 @@ def stitch(
         schema=_PROFILES,
     )
     del survivor, alive
-    clean_msgs = np.flatnonzero(clean_msg)
-    attributed = k0[clean_msgs]
+    # every message is attributed to its strongest identifier, whatever the rules refused
     attributions = pa.table(
-        [pa.array(seq[mstart[clean_msgs]]), _dict(key_code[attributed], ns_names),
-         _dict(attributed, key_value)],
+        [pa.array(seq[mstart]), _dict(key_code[k0], ns_names), _dict(k0, key_value)],
         schema=_ATTRIBUTIONS,
-    )  # fmt: skip
-    del clean_msgs, attributed
+    )
     lap("clean_tables")
 
     clean_join = clean_msg[msg[joins]]
@@ -535,7 +569,7 @@ def stitch(
         profiles=pa.concat_tables([profiles, dirty.profiles]),
         merges=_in_seq_order(pa.concat_tables([merges, dirty.merges])),
         refusals=dirty.refusals,
-        attributions=pa.concat_tables([attributions, dirty.attributions]),
+        attributions=attributions,
         blocked=blocked,
     )
     lap("concat")
@@ -605,9 +639,12 @@ def _blocked(
         )
         candidates = np.flatnonzero(_numpy(maybe))
         if candidates.size:
-            lowered = key_value.take(pa.array(candidates))
-            ascii = pc.all(pc.string_is_ascii(lowered)).as_py() is not False
-            lowered = pc.ascii_lower(lowered) if ascii else pc.utf8_lower(lowered)
+            values = key_value.take(pa.array(candidates))
+            lowered = pc.ascii_lower(values)
+            other = pc.invert(pc.string_is_ascii(values))
+            if pc.any(other).as_py():  # lower-cased as Python does (str.lower), not per char
+                python = [v.lower() for v in values.filter(other).to_pylist()]
+                lowered = pc.replace_with_mask(lowered, other, pa.array(python, pa.string()))
             hit = _numpy(pc.is_in(lowered, value_set=pa.array(sorted(lists[""]), pa.string())))
             for c, name in enumerate(names):
                 if lists[name]:
@@ -727,13 +764,15 @@ def _columns(rows: list[tuple], width: int) -> list[list]:
     return [[row[i] for row in rows] for i in range(width)]
 
 
-def _changes_tables(resolver: Resolver, changes: Changes) -> _Tables:
+def _changes_tables(resolver: Resolver, changes: Changes, attributions: bool = True) -> _Tables:
     """What ``graph.write_changes`` would write, as tables."""
     born = list(changes.born.values())
     final = {p.id: resolver.surviving(p.id) for p in born}
     final_of = final.get
     namespace, value, profile, first_seq, source = _columns(changes.new_identifiers, 5)
-    seq, attributed_namespace, attributed_value = _columns(changes.attributions, 3)
+    seq, attributed_namespace, attributed_value = _columns(
+        changes.attributions if attributions else [], 3
+    )
     merges, refusals = changes.merges, changes.refusals
     return _Tables(
         identifiers=pa.table([
