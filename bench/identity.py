@@ -409,102 +409,6 @@ def bench_resolver(messages: int, batch: int, seed: int = 11) -> dict:
 
 # ---------------------------------------------------------------- (c) profile lookups
 
-PROPOSED_INDEXES = [  # beside migration 7, for the rewritten queries below
-    "CREATE INDEX IF NOT EXISTS identifiers_value ON identifiers (value)",
-    "CREATE INDEX IF NOT EXISTS profiles_merged_into ON identity_profiles (merged_into)",
-    "CREATE INDEX IF NOT EXISTS merges_surviving ON identity_merges (surviving_id)",
-    "CREATE INDEX IF NOT EXISTS refusals_profile ON identity_refusals (profile_id)",
-    "CREATE INDEX IF NOT EXISTS event_identity_value ON event_identity (value)",
-    "CREATE INDEX IF NOT EXISTS account_events_seq ON account_events (seq)",
-]
-MIGRATION_7 = [
-    "DROP INDEX IF EXISTS identifiers_profile",
-    "DROP INDEX IF EXISTS profile_traits_profile",
-    "DROP INDEX IF EXISTS computed_traits_profile",
-]
-
-
-def _in(values: list) -> str:
-    return ", ".join("?" * len(values))
-
-
-def proposed_find(con, namespace: str, value: str) -> str | None:
-    """find_profile as DuckDB can answer it from an index: one indexed column per filter
-    (DuckDB does not scan the (namespace, value) primary key for a lookup)."""
-    rows = con.execute(
-        "SELECT namespace, profile_id FROM identifiers WHERE value = ?", [value]
-    ).fetchall()
-    return next((profile for ns, profile in rows if ns == namespace), None)
-
-
-def proposed_view(con, profile_id: str) -> dict:
-    """profile_view with every query an index lookup: no OR over a subquery, no join that
-    scans identity_profiles or event_identity for one profile."""
-    from onefold.unify import computed, traits
-    from onefold.unify.profiles import _dicts
-
-    ids = [profile_id] + [r[0] for r in con.execute(
-        "SELECT profile_id FROM identity_profiles WHERE merged_into = ?", [profile_id]
-    ).fetchall()]  # fmt: skip
-    identities = _dicts(con.execute(
-        """
-        SELECT i.namespace, i.value, s.name AS source, e."timestamp" AS first_seen
-        FROM identifiers i
-        LEFT JOIN sources s ON s.id = i.source_id
-        LEFT JOIN events e ON e.seq = i.first_seq
-        WHERE i.profile_id = ?
-        ORDER BY i.first_seq, i.namespace, i.value
-        """,
-        [profile_id],
-    ))  # fmt: skip
-    merges = _dicts(con.execute(
-        f"""
-        SELECT m.absorbed_id, m.method, m.namespace, m.value, m.message_id,
-               m.probability, m.reasons, m.created_at, e.received_at AS message_received_at
-        FROM identity_merges m LEFT JOIN events e ON e.seq = m.seq
-        WHERE m.surviving_id IN ({_in(ids)}) ORDER BY m.created_at, m.seq
-        """,
-        ids,
-    ))  # fmt: skip
-    for merge in merges:
-        merge["reasons"] = json.loads(merge["reasons"]) if merge["reasons"] else None
-    refusals = _dicts(con.execute(
-        f"""
-        SELECT rule, namespace, value, other_profile_id, detail, message_id, created_at
-        FROM identity_refusals WHERE profile_id IN ({_in(ids)}) ORDER BY seq DESC LIMIT 50
-        """,
-        ids,
-    ))  # fmt: skip
-    others = sorted({r["other_profile_id"] for r in refusals if r["other_profile_id"]})
-    if others:
-        moved = dict(con.execute(
-            f"SELECT profile_id, merged_into FROM identity_profiles "
-            f"WHERE profile_id IN ({_in(others)}) AND merged_into IS NOT NULL",
-            others,
-        ).fetchall())  # fmt: skip
-        for refusal in refusals:
-            other = refusal["other_profile_id"]
-            refusal["other_profile_id"] = moved.get(other, other)
-    keys = {(i["namespace"], i["value"]) for i in identities}
-    values = sorted({value for _, value in keys})
-    seqs = [seq for seq, namespace, value in con.execute(
-        f"SELECT seq, namespace, value FROM event_identity WHERE value IN ({_in(values)})",
-        values,
-    ).fetchall() if (namespace, value) in keys] if values else []  # fmt: skip
-    accounts = [r[0] for r in con.execute(
-        f"SELECT DISTINCT group_id FROM account_events WHERE seq IN ({_in(seqs)}) ORDER BY 1",
-        seqs,
-    ).fetchall()] if seqs else []  # fmt: skip
-    return {
-        "profile_id": profile_id,
-        "traits": traits.profile_traits(con, profile_id),
-        "computed_traits": computed.profile_computed(con, profile_id),
-        "accounts": accounts,
-        "identities": identities,
-        "merges": merges,
-        "refused_links": refusals,
-    }
-
 
 def build_warehouse(path: Path, profiles: int, seed: int = 5) -> dict:
     """A warehouse holding ``profiles`` live profiles (and 10% more absorbed into them),
@@ -606,29 +510,43 @@ def build_warehouse(path: Path, profiles: int, seed: int = 5) -> dict:
     return counts
 
 
-def _lookups(con, keys: list, proposed: bool = False) -> dict:
-    from onefold.unify.profiles import Lookup, find_profile, profile_view
-
+def _timed_lookups(lookup, keys: list) -> dict:
+    """Look ``keys`` up one after another with ``lookup(namespace, value)``."""
     latencies = []
     started = time.perf_counter()
     cpu = time.process_time()
     for namespace, value in keys:
         t = time.perf_counter()
-        if proposed:
-            view = proposed_view(con, proposed_find(con, namespace, value))
-        else:
-            view = profile_view(con, find_profile(con, Lookup(namespace, value)))
+        found = lookup(namespace, value)
         latencies.append(time.perf_counter() - t)
-        assert view["identities"], (namespace, value)
+        assert found, (namespace, value)
     elapsed = time.perf_counter() - started
     latencies.sort()
     return {
         "lookups": len(keys),
-        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 3),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 3),
         "max_ms": round(latencies[-1] * 1000, 2),
         "lookups_per_s": round(len(keys) / elapsed),
         "cpu_s": round(time.process_time() - cpu, 2),
+    }
+
+
+def _threaded_lookups(lookup, keys: list, threads: int) -> dict:
+    """The same with ``threads`` threads sharing the keys: the rate a server's thread pool
+    can reach."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts = [keys[i::threads] for i in range(threads)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(lambda part: _timed_lookups(lookup, part), parts))
+    elapsed = time.perf_counter() - started
+    return {
+        "threads": threads,
+        "lookups": len(keys),
+        "lookups_per_s": round(len(keys) / elapsed),
+        "p99_ms_worst_thread": max(r["p99_ms"] for r in results),
     }
 
 
@@ -647,6 +565,12 @@ class _Timed:
         self.times.setdefault(label, []).append(time.perf_counter() - t)
         return _Fetched(rows, description)
 
+    def register(self, name: str, table) -> None:
+        self.con.register(name, table)
+
+    def unregister(self, name: str) -> None:
+        self.con.unregister(name)
+
 
 class _Fetched:
     def __init__(self, rows: list, description) -> None:
@@ -659,78 +583,76 @@ class _Fetched:
         return self.rows[0] if self.rows else None
 
 
-def _query_split(con, keys: list, proposed: bool = False) -> dict:
-    """Where a lookup's time goes: the median of each query over ``keys``."""
+def _query_split(con, keys: list) -> dict:
+    """Where a warehouse lookup's time goes: the median of each query over ``keys``."""
     from onefold.unify.profiles import Lookup, find_profile, profile_view
 
     timed = _Timed(con)
     for namespace, value in keys:
-        if proposed:
-            proposed_view(timed, proposed_find(timed, namespace, value))
-        else:
-            profile_view(timed, find_profile(timed, Lookup(namespace, value)))
+        profile_view(timed, find_profile(timed, Lookup(namespace, value)))
     return {q: round(sorted(t)[len(t) // 2] * 1000, 2) for q, t in timed.times.items()}
 
 
-def _same_views(con, keys: list) -> bool:
-    """The proposed queries answer what profile_view answers."""
-    from onefold.unify.profiles import Lookup, find_profile, profile_view
+def bench_lookup(
+    profiles: int, lookups: int, workdir: Path, seed: int = 5, threads: int = 4
+) -> dict:
+    """Lookups by identifier, each answered with the whole profile view: from the serving
+    store (what the profile API does) beside the warehouse queries it replaces."""
+    import orjson
 
-    for namespace, value in keys:
-        found = find_profile(con, Lookup(namespace, value))
-        if proposed_find(con, namespace, value) != found:
-            return False
-        a, b = profile_view(con, found), proposed_view(con, found)
-        if json.dumps(a, default=str, sort_keys=True) != json.dumps(b, default=str, sort_keys=True):
-            return False
-    return True
-
-
-def bench_lookup(profiles: int, lookups: int, workdir: Path, seed: int = 5) -> dict:
-    import duckdb
+    from onefold.store import Warehouse
+    from onefold.store.serving import ServingStore
+    from onefold.unify import publish
+    from onefold.unify.profiles import Lookup, ProfileReader, find_profile, profile_view
 
     path = workdir / "lookup.duckdb"
-    if path.exists():
-        path.unlink()
     built = build_warehouse(path, profiles, seed)
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, profiles, lookups)
     keys = []
-    for i in picks.tolist():  # a mix of what people look profiles up by
+    for i in rng.integers(0, profiles, lookups).tolist():  # what people look profiles up by
         if i % 5 < 3 and i % 2:
             keys.append(("user_id", f"u-{i}"))
         elif i % 20 < 13:
             keys.append(("email", f"e{i}@mail.example.com"))
         else:
             keys.append(("anonymous_id", f"a-{i}"))
-    result = {"warehouse": built}
-    con = duckdb.connect(str(path))
-    sample = keys[:25]
-    # before: the schema without migration 7
-    for ddl in MIGRATION_7:
-        con.execute(ddl)
-    _lookups(con, keys[:20])  # warm the buffer pool
-    result["before"] = _lookups(con, keys[: max(50, lookups // 5)])  # slow: fewer
-    result["before"]["split_ms"] = _query_split(con, sample[:5])
-    # after: migration 7 (the last entry of MIGRATIONS)
-    from onefold.store.schema import MIGRATIONS
+    result: dict = {"warehouse": built}
+    warehouse = Warehouse(path, memory_limit="6GB")
+    serving = ServingStore(workdir / "serving.sqlite")
+    con = warehouse.cursor()
 
-    t = time.perf_counter()
-    con.execute(MIGRATIONS[-1])
-    result["migration_7_s"] = round(time.perf_counter() - t, 1)
-    _lookups(con, keys[:20])
-    result["after"] = _lookups(con, keys)
-    result["after"]["split_ms"] = _query_split(con, sample)
-    # proposed: more single-column indexes, and queries that use them
-    t = time.perf_counter()
-    for ddl in PROPOSED_INDEXES:
-        con.execute(ddl)
-    result["proposed_indexes_s"] = round(time.perf_counter() - t, 1)
-    result["proposed_same_answers"] = _same_views(con, sample)
-    _lookups(con, keys[:20], proposed=True)
-    result["proposed"] = _lookups(con, keys, proposed=True)
-    result["proposed"]["split_ms"] = _query_split(con, sample, proposed=True)
-    con.close()
+    # publishing every profile: what a new serving store (or a full rebuild) costs
+    t, c = time.perf_counter(), time.process_time()
+    publish.mark_all_dirty(con)
+    published = publish.publish(warehouse, serving)
+    result["publish_all"] = {
+        "profile_ids": published, "wall_s": round(time.perf_counter() - t, 1),
+        "cpu_s": round(time.process_time() - c, 1), "peak_rss_mb": round(peak_rss_mb()),
+        "file_mb": round(sum(p.stat().st_size for p in workdir.glob("serving.sqlite*")) / 2**20),
+        **serving.counts(),
+    }  # fmt: skip
+
+    def from_warehouse(namespace: str, value: str) -> bytes:
+        found = find_profile(con, Lookup(namespace, value))
+        return orjson.dumps(profile_view(con, found))
+
+    reader = ProfileReader(warehouse, serving)
+
+    def from_serving(namespace: str, value: str) -> bytes:
+        return reader.view_json(reader.find(Lookup(namespace, value)))
+
+    sample = keys[:50]
+    result["same_answers"] = all(
+        orjson.loads(from_warehouse(*key)) == orjson.loads(from_serving(*key)) for key in sample
+    )
+    _timed_lookups(from_warehouse, keys[:10])  # warm DuckDB's buffer pool
+    result["warehouse_queries"] = _timed_lookups(from_warehouse, keys[: max(50, lookups // 50)])
+    result["warehouse_queries"]["split_ms"] = _query_split(con, keys[:10])
+    _timed_lookups(from_serving, keys[:1000])
+    result["serving_store"] = _timed_lookups(from_serving, keys)
+    result["serving_store_threads"] = _threaded_lookups(from_serving, keys, threads)
+    serving.close()
+    warehouse.close()
     return result
 
 
@@ -950,7 +872,7 @@ def main() -> None:
     parser.add_argument("--resolver-messages", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--profiles", type=int, default=1_000_000)
-    parser.add_argument("--lookups", type=int, default=500)
+    parser.add_argument("--lookups", type=int, default=20_000)
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -1004,12 +926,19 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="onefold-lookup-") as workdir:
             results["lookup"] = bench_lookup(args.profiles, args.lookups, Path(workdir))
         r = results["lookup"]
-        print(f"(c) lookups at {args.profiles:,} profiles")
-        for name in ("before", "after", "proposed"):
+        p = r["publish_all"]
+        print(
+            f"(c) lookups at {args.profiles:,} profiles; publishing all {p['views']:,} views "
+            f"took {p['wall_s']} s, {p['peak_rss_mb']:,} MB peak, {p['file_mb']:,} MB file; "
+            f"same answers: {r['same_answers']}"
+        )
+        for name in ("warehouse_queries", "serving_store"):
             print(
-                f"  {name:9s} p50 {r[name]['p50_ms']:7.1f} ms  p99 {r[name]['p99_ms']:7.1f} ms"
-                f"  {r[name]['lookups_per_s']:6,} lookups/s"
+                f"  {name:17s} p50 {r[name]['p50_ms']:8.2f} ms  p99 {r[name]['p99_ms']:8.2f} ms"
+                f"  {r[name]['lookups_per_s']:7,} lookups/s"
             )
+        t = r["serving_store_threads"]
+        print(f"  serving_store, {t['threads']} threads: {t['lookups_per_s']:,} lookups/s")
     results["machine"]["busy_percent_after"] = busy_percent()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")

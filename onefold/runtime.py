@@ -15,7 +15,10 @@ from onefold.collect.loader import Loader, next_segment_number, recover
 from onefold.collect.sources import SourceRegistry
 from onefold.settings import Settings
 from onefold.store import Warehouse
+from onefold.store.serving import ServingStore
 from onefold.unify.graph import IdentityGraph, UnifyWorker
+from onefold.unify.profiles import ProfileReader
+from onefold.unify.publish import mark_all_dirty
 
 
 class DataDirInUse(RuntimeError):
@@ -81,9 +84,15 @@ class Onefold:
             on_segment_closed=lambda: self.loader.notify(),
         )
         self.log.add_backlog(sum(p.stat().st_size for p in list_segments(landing_dir)))
+        self.serving = ServingStore(settings.serving_path)
+        if self.serving.created:
+            with self.warehouse.transaction() as con:
+                mark_all_dirty(con)
         self.identity = IdentityGraph(
-            self.warehouse, settings.identity, settings.traits, settings.computed_traits
-        )
+            self.warehouse, settings.identity, settings.traits, settings.computed_traits,
+            serving=self.serving,
+        )  # fmt: skip
+        self.profiles = ProfileReader(self.warehouse, self.serving)
         self.unify = UnifyWorker(self.identity, settings.unify_interval_ms)
         self.loader = Loader(self.warehouse, self.log, settings.loader_interval_ms)
         self.loader.start()
@@ -100,6 +109,7 @@ class Onefold:
         self.loader.stop()
         self.loader.load_now()
         self.unify.stop()
+        self.serving.close()
         self.warehouse.close()
         server_info_path(self.settings.data_dir).unlink(missing_ok=True)
         fcntl.flock(self._lock_file, fcntl.LOCK_UN)

@@ -114,5 +114,9 @@ class Settings(BaseSettings):
         return self.data_dir / "onefold.duckdb"
 
     @property
+    def serving_path(self) -> Path:
+        return self.data_dir / "serving.sqlite"
+
+    @property
     def landing_dir(self) -> Path:
         return self.data_dir / "landing"

@@ -150,6 +150,33 @@ def _show(value: object) -> str:
     return "" if value is None else str(value)
 
 
+@profiles_app.command("search")
+def profiles_search(
+    where: Annotated[
+        list[str],
+        typer.Argument(
+            help="Conditions, all of which must hold: country=ES, orders>=2, "
+            "email~@example.com (contains), phone? (has it)."
+        ),
+    ],
+    limit: Annotated[int, typer.Option(help="How many profiles to list.")] = 20,
+    data_dir: DataDir = None,
+) -> None:
+    """Find profiles by their traits and computed traits."""
+    client = _client(data_dir)
+    try:
+        found = client.search_profiles(where, limit)
+    except ClientError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+    names = sorted({name for p in found["profiles"] for name in p["traits"]})[:6]
+    table = Table("profile", *names, title=f"{found['total']:,} profiles")
+    for profile in found["profiles"]:
+        table.add_row(profile["profile_id"], *(_show(profile["traits"].get(n)) for n in names))
+    console.print(table)
+
+
 @profiles_app.command("show")
 def profiles_show(
     identifier: Annotated[

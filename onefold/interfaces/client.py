@@ -21,9 +21,10 @@ from onefold.settings import Settings
 from onefold.unify.dryrun import dry_run
 from onefold.unify.health import health_report
 from onefold.unify.overrides import OverrideError
-from onefold.unify.profiles import ProfileError, find_profile, parse_identifier, profile_view
+from onefold.unify.profiles import ProfileError, parse_identifier
 from onefold.unify.profiles import timeline as profile_timeline
 from onefold.unify.rules import IdentityRules
+from onefold.unify.search import SearchError, parse_condition, search_profiles
 
 
 class ClientError(RuntimeError):
@@ -40,6 +41,7 @@ class Client(Protocol):
     def get_source(self, name: str) -> dict: ...
     def send(self, write_key: str, messages: list[dict], origin: str) -> dict: ...
     def get_profile(self, identifier: str) -> dict: ...
+    def search_profiles(self, where: list[str], limit: int) -> dict: ...
     def identity(self, action: str, body: dict | None = None) -> dict: ...
     def timeline(self, identifier: str, limit: int) -> dict: ...
     def flush(self) -> None: ...
@@ -100,7 +102,7 @@ class LocalClient:
             lookup = parse_identifier(identifier, self.onefold.settings.identity)
         except ProfileError as error:
             raise ClientError(error.code, error.message) from error
-        profile_id = find_profile(self.onefold.warehouse.cursor(), lookup)
+        profile_id = self.onefold.profiles.find(lookup)
         if profile_id is None:
             raise ClientError(
                 "profile_not_found", f"no profile has {lookup.namespace}:{lookup.value}"
@@ -138,7 +140,15 @@ class LocalClient:
 
     def get_profile(self, identifier: str) -> dict:
         self.onefold.flush()
-        return profile_view(self.onefold.warehouse.cursor(), self._profile_id(identifier))
+        return orjson.loads(self.onefold.profiles.view_json(self._profile_id(identifier)))
+
+    def search_profiles(self, where: list[str], limit: int) -> dict:
+        self.onefold.flush()
+        try:
+            conditions = [parse_condition(text) for text in where]
+            return search_profiles(self.onefold.warehouse.cursor(), conditions, limit=limit)
+        except SearchError as error:
+            raise ClientError(error.code, error.message) from error
 
     def timeline(self, identifier: str, limit: int) -> dict:
         profile_id = self._profile_id(identifier)
@@ -228,6 +238,9 @@ class HttpClient:
 
     def get_profile(self, identifier: str) -> dict:
         return self._call("GET", f"/api/v1/profiles/{quote(identifier, safe=':')}")
+
+    def search_profiles(self, where: list[str], limit: int) -> dict:
+        return self._call("GET", "/api/v1/profiles", params={"where": where, "limit": limit})
 
     def timeline(self, identifier: str, limit: int) -> dict:
         path = f"/api/v1/timeline/{quote(identifier, safe=':')}"

@@ -177,4 +177,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX profile_traits_profile ON profile_traits (profile_id);
     CREATE INDEX computed_traits_profile ON computed_traits (profile_id);
     """,
+    # 8: the profiles whose views the serving store has yet to be given (see
+    # onefold.unify.publish); a database made before it has all of its profiles to publish.
+    """
+    CREATE TABLE serving_dirty (profile_id VARCHAR NOT NULL);
+    INSERT INTO serving_dirty SELECT profile_id FROM identity_profiles;
+    """,
 ]

@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from onefold.collect.cursor import EventCursor
 from onefold.store import Warehouse
-from onefold.unify import accounts, computed, overrides, stitch, traits
+from onefold.store.serving import ServingStore
+from onefold.unify import accounts, computed, overrides, publish, stitch, traits
 from onefold.unify.computed import ComputedTrait
 from onefold.unify.identifiers import Extracted, extract, keys_table
 from onefold.unify.resolver import Changes, Key, Resolver
@@ -228,8 +229,10 @@ class IdentityGraph:
         trait_rules: TraitRules | None = None,
         computed_traits: list[ComputedTrait] | None = None,
         clock: Callable[[], datetime] = _now,
+        serving: ServingStore | None = None,
     ) -> None:
         self.warehouse = warehouse
+        self.serving = serving
         self.rules = rules
         self.trait_rules = trait_rules or TraitRules()
         self.computed_traits = computed_traits or []
@@ -252,6 +255,7 @@ class IdentityGraph:
         touched = traits.touched_profiles(con, after, upto)
         traits.refresh(con, self.trait_rules, touched)
         computed.refresh(con, self.computed_traits, self.clock(), touched)
+        publish.mark_batch(con, touched, after, upto)
         received = con.execute(
             "SELECT received_at FROM events WHERE seq > $after AND seq <= $upto",
             {"after": after, "upto": upto},
@@ -266,6 +270,8 @@ class IdentityGraph:
                 con, self.rules, self.trait_rules, self.computed_traits, self.clock(), owners
             )
             overrides.audit(con, f"override:{kind}", override_id, reason, before, after, replayed)
+            publish.mark_dirty(con, [*before, *after])
+        self.publish()
         return {"id": override_id, "profiles_before": before, "profiles_after": after,
                 "events_replayed": replayed}  # fmt: skip
 
@@ -278,24 +284,43 @@ class IdentityGraph:
     def rebuild_fast(self) -> int:
         """:meth:`rebuild` without replaying message by message: the same tables, derived
         with array operations where no rule can fire (see :mod:`onefold.unify.stitch`)."""
-        with self._lock, self.warehouse.transaction() as con:
-            return stitch.rebuild(
-                con, self.rules, self.trait_rules, self.computed_traits, self.clock()
-            )
+        with self._lock:
+            with self.warehouse.transaction() as con:
+                count = stitch.rebuild(
+                    con, self.rules, self.trait_rules, self.computed_traits, self.clock()
+                )
+                publish.mark_all_dirty(con)
+            self._publish()
+            return count
 
     def recompute_traits(self) -> None:
         """Recompute every profile's traits and computed traits from all its events."""
-        with self._lock, self.warehouse.transaction() as con:
-            traits.refresh(con, self.trait_rules, None)
-            computed.refresh(con, self.computed_traits, self.clock(), None)
+        with self._lock:
+            with self.warehouse.transaction() as con:
+                traits.refresh(con, self.trait_rules, None)
+                computed.refresh(con, self.computed_traits, self.clock(), None)
+                publish.mark_all_dirty(con)
+            self._publish()
 
     def process(self, limit: int = 50_000) -> int:
         """Resolve the next events, at most ``limit``; returns how many were read."""
         with self._lock:
             count = self.cursor.consume_range(self._process, limit)
             if count:
+                self._publish()
                 self.lag.record(self._pending_received)
             return count
+
+    def publish(self) -> int:
+        """Write the views of the profiles changed since the last publish to the serving
+        store (a no-op without one); returns how many profile ids it handled."""
+        with self._lock:
+            return self._publish()
+
+    def _publish(self) -> int:
+        if self.serving is None:
+            return 0
+        return publish.publish(self.warehouse, self.serving)
 
     def process_all(self, limit: int = 50_000) -> int:
         total = 0
@@ -329,6 +354,7 @@ class UnifyWorker:
             self._wake.clear()
             try:
                 self.graph.process_all()
+                self.graph.publish()  # what an earlier round or run left unpublished
                 self.last_error = None
             except Exception as exc:  # keep serving; the batch is retried next round
                 self.last_error = f"{type(exc).__name__}: {exc}"

@@ -209,6 +209,9 @@ def audit(
 
 def clear_graph(con: duckdb.DuckDBPyConnection) -> None:
     """Forget every derived identity table, for a rebuild from the raw store."""
+    from onefold.unify.publish import mark_all_dirty
+
+    mark_all_dirty(con)  # the profiles about to go, for the serving store to forget them
     for table in ("identifiers", "identity_profiles", "identity_refusals", "event_identity",
                   "identity_blocked", "trait_observations", "profile_traits",
                   "computed_traits", "account_events", "account_observations"):  # fmt: skip

@@ -8,12 +8,12 @@ from datetime import datetime
 
 import duckdb
 import orjson
+import pyarrow as pa
 
-from onefold.unify.accounts import profile_accounts
-from onefold.unify.computed import profile_computed
+from onefold.store import Warehouse
+from onefold.store.serving import ServingStore
 from onefold.unify.identifiers import normalise_phone
 from onefold.unify.rules import IdentityRules
-from onefold.unify.traits import profile_traits
 
 
 class ProfileError(ValueError):
@@ -67,57 +67,139 @@ def find_profile(con: duckdb.DuckDBPyConnection, lookup: Lookup) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 def profile_view(con: duckdb.DuckDBPyConnection, profile_id: str) -> dict:
-    identities = _dicts(con.execute(
+    """Everything known about one live profile (see :func:`profile_views`)."""
+    return profile_views(con, [profile_id])[profile_id]
+
+
+def profile_views(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -> dict[str, dict]:
+    """The views of live profiles, each query run once for all of them: identities with
+    where and when each was first seen, traits with provenance, computed traits, accounts,
+    the merges that made the profile and the last 50 links it refused."""
+    ids = sorted(set(profile_ids))
+    views: dict[str, dict] = {
+        profile_id: {
+            "profile_id": profile_id, "traits": {}, "computed_traits": {}, "accounts": [],
+            "identities": [], "merges": [], "refused_links": [],
+        }
+        for profile_id in ids
+    }  # fmt: skip
+    if not ids:
+        return views
+    con.register("view_ids", pa.table({"profile_id": pa.array(ids, pa.string())}))
+    try:
+        _fill(con, views)
+    finally:
+        con.unregister("view_ids")
+    return views
+
+
+def _fill(con: duckdb.DuckDBPyConnection, views: dict[str, dict]) -> None:
+    for profile_id, trait, value, source, moment in con.execute(
         """
-        SELECT i.namespace, i.value, s.name AS source, e."timestamp" AS first_seen
+        SELECT t.profile_id, t.trait, t.value, s.name, t."timestamp"
+        FROM profile_traits t LEFT JOIN sources s ON s.id = t.source_id
+        WHERE t.profile_id IN (SELECT profile_id FROM view_ids)
+        ORDER BY t.profile_id, t.trait
+        """
+    ).fetchall():
+        views[profile_id]["traits"][trait] = {
+            "value": orjson.loads(value), "source": source, "updated_at": moment,
+        }  # fmt: skip
+    for profile_id, name, value in con.execute(
+        """
+        SELECT profile_id, name, value FROM computed_traits
+        WHERE profile_id IN (SELECT profile_id FROM view_ids) ORDER BY profile_id, name
+        """
+    ).fetchall():
+        views[profile_id]["computed_traits"][name] = orjson.loads(value)
+    for profile_id, group_id in con.execute(
+        """
+        SELECT DISTINCT i.profile_id, a.group_id FROM account_events a
+        JOIN event_identity ei ON ei.seq = a.seq
+        JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
+        WHERE i.profile_id IN (SELECT profile_id FROM view_ids)
+        ORDER BY i.profile_id, a.group_id
+        """
+    ).fetchall():
+        views[profile_id]["accounts"].append(group_id)
+    cursor = con.execute(
+        """
+        SELECT i.profile_id, i.namespace, i.value, s.name AS source, e."timestamp" AS first_seen
         FROM identifiers i
         LEFT JOIN sources s ON s.id = i.source_id
         LEFT JOIN events e ON e.seq = i.first_seq
-        WHERE i.profile_id = ?
-        ORDER BY i.first_seq, i.namespace, i.value
-        """,
-        [profile_id],
-    ))  # fmt: skip
-    merges = _dicts(con.execute(
+        WHERE i.profile_id IN (SELECT profile_id FROM view_ids)
+        ORDER BY i.profile_id, i.first_seq, i.namespace, i.value
         """
-        SELECT m.absorbed_id, m.method, m.namespace, m.value, m.message_id,
-               m.probability, m.reasons, m.created_at, e.received_at AS message_received_at
-        FROM identity_merges m LEFT JOIN events e ON e.seq = m.seq
-        WHERE m.surviving_id = ? OR m.surviving_id IN (
-            SELECT profile_id FROM identity_profiles WHERE merged_into = ?)
-        ORDER BY m.created_at, m.seq
-        """,
-        [profile_id, profile_id],
-    ))  # fmt: skip
-    for merge in merges:
-        merge["reasons"] = orjson.loads(merge["reasons"]) if merge["reasons"] else None
-    refusals = _dicts(con.execute(
+    )
+    for row in _dicts(cursor):
+        views[row.pop("profile_id")]["identities"].append(row)
+    # Merges and refusals are recorded under the profile ids of their time: map the ids
+    # absorbed into these profiles to them first (one scan of merged_into), so that the
+    # two queries below join a small table instead of all of identity_profiles.
+    owners = {profile_id: profile_id for profile_id in views}
+    owners.update(con.execute(
         """
-        SELECT x.rule, x.namespace, x.value,
-               coalesce(o.merged_into, x.other_profile_id) AS other_profile_id,
-               x.detail, x.message_id, x.created_at
-        FROM identity_refusals x
-        LEFT JOIN identity_profiles p ON p.profile_id = x.profile_id
-        LEFT JOIN identity_profiles o ON o.profile_id = x.other_profile_id
-        WHERE coalesce(p.merged_into, x.profile_id) = ? ORDER BY x.seq DESC LIMIT 50
-        """,
-        [profile_id],
-    ))  # fmt: skip
-    return {
-        "profile_id": profile_id,
-        "traits": profile_traits(con, profile_id),
-        "computed_traits": profile_computed(con, profile_id),
-        "accounts": profile_accounts(con, profile_id),
-        "identities": identities,
-        "merges": merges,
-        "refused_links": refusals,
-    }
+        SELECT profile_id, merged_into FROM identity_profiles
+        WHERE merged_into IN (SELECT profile_id FROM view_ids)
+        """
+    ).fetchall())  # fmt: skip
+    con.register("view_owners", pa.table({
+        "profile_id": pa.array(list(owners), pa.string()),
+        "owner": pa.array(list(owners.values()), pa.string()),
+    }))  # fmt: skip
+    try:
+        merges = _dicts(con.execute(
+            """
+            SELECT o.owner, m.absorbed_id, m.method, m.namespace, m.value, m.message_id,
+                   m.probability, m.reasons, m.created_at,
+                   e.received_at AS message_received_at
+            FROM identity_merges m
+            JOIN view_owners o ON o.profile_id = m.surviving_id
+            LEFT JOIN events e ON e.seq = m.seq
+            ORDER BY o.owner, m.created_at, m.seq, m.absorbed_id
+            """
+        ))  # fmt: skip
+        refusals = _dicts(con.execute(
+            """
+            SELECT o.owner, x.rule, x.namespace, x.value, x.other_profile_id,
+                   x.detail, x.message_id, x.created_at
+            FROM identity_refusals x
+            JOIN view_owners o ON o.profile_id = x.profile_id
+            QUALIFY row_number() OVER (
+                PARTITION BY o.owner ORDER BY x.seq DESC, x.namespace, x.value, x.rule) <= 50
+            ORDER BY o.owner, x.seq DESC, x.namespace, x.value, x.rule
+            """
+        ))  # fmt: skip
+    finally:
+        con.unregister("view_owners")
+    for row in merges:
+        row["reasons"] = orjson.loads(row["reasons"]) if row["reasons"] else None
+        views[row.pop("owner")]["merges"].append(row)
+    others = sorted({row["other_profile_id"] for row in refusals if row["other_profile_id"]})
+    moved: dict[str, str] = {}
+    if others:
+        con.register("other_ids", pa.table({"profile_id": pa.array(others, pa.string())}))
+        try:
+            moved = dict(con.execute(
+                """
+                SELECT profile_id, merged_into FROM identity_profiles
+                WHERE profile_id IN (SELECT profile_id FROM other_ids)
+                  AND merged_into IS NOT NULL
+                """
+            ).fetchall())  # fmt: skip
+        finally:
+            con.unregister("other_ids")
+    for row in refusals:
+        other = row["other_profile_id"]
+        row["other_profile_id"] = moved.get(other, other)
+        views[row.pop("owner")]["refused_links"].append(row)
+
+
+def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 _TIMELINE_COLUMNS = (
@@ -174,3 +256,25 @@ def timeline(
         last = events[-1]
         cursor = f"{last['timestamp'].isoformat()}~{last['seq']}"
     return events, cursor
+
+
+class ProfileReader:
+    """Answers profile lookups from the serving store, falling back to the warehouse for a
+    profile the graph has changed but not yet published."""
+
+    def __init__(self, warehouse: Warehouse, serving: ServingStore) -> None:
+        self.warehouse = warehouse
+        self.serving = serving
+
+    def find(self, lookup: Lookup) -> str | None:
+        found = self.serving.find(lookup.namespace, lookup.value)
+        if found is None:
+            found = find_profile(self.warehouse.cursor(), lookup)
+        return found
+
+    def view_json(self, profile_id: str) -> bytes:
+        """The profile's view, serialised as the profile API answers with it."""
+        view = self.serving.view(profile_id)
+        if view is None:
+            view = orjson.dumps(profile_view(self.warehouse.cursor(), profile_id))
+        return view

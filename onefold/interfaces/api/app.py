@@ -6,7 +6,7 @@ import hmac
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -21,9 +21,10 @@ from onefold.unify.accounts import account_view
 from onefold.unify.dryrun import dry_run
 from onefold.unify.health import health_report
 from onefold.unify.overrides import OverrideError
-from onefold.unify.profiles import ProfileError, find_profile, parse_identifier, profile_view
+from onefold.unify.profiles import ProfileError, parse_identifier
 from onefold.unify.profiles import timeline as profile_timeline
 from onefold.unify.rules import IdentityRules
+from onefold.unify.search import SearchError, parse_condition, search_profiles
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -154,19 +155,47 @@ def create_api(onefold: Onefold) -> FastAPI:
             lookup = parse_identifier(identifier, onefold.settings.identity)
         except ProfileError as error:
             raise APIError(400, error.code, error.message) from error
-        profile_id = find_profile(onefold.warehouse.cursor(), lookup)
+        profile_id = onefold.profiles.find(lookup)
         if profile_id is None:
             raise APIError(
                 404, "profile_not_found", f"no profile has {lookup.namespace}:{lookup.value}"
             )
         return profile_id
 
-    @api.get("/v1/profiles/{identifier:path}", dependencies=auth)
-    def profiles_get(identifier: str) -> dict:
+    @api.get("/v1/profiles", dependencies=auth)
+    def profiles_search(
+        where: Annotated[
+            list[str],
+            Query(
+                description="trait, operator, value: `country=ES`, `orders>=2`, "
+                "`email~@example.com` (contains), `phone?` (has it); all must hold"
+            ),
+        ],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        after: Annotated[str | None, Query(description="Cursor from next_after")] = None,
+    ) -> dict:
+        """Profiles whose current traits or computed traits meet every condition, by
+        profile id, with their traits; `total` counts them all."""
+        try:
+            conditions = [parse_condition(text) for text in where]
+            return search_profiles(onefold.warehouse.cursor(), conditions, limit=limit, after=after)
+        except SearchError as error:
+            raise APIError(400, error.code, error.message) from error
+
+    @api.get(
+        "/v1/profiles/{identifier:path}",
+        dependencies=auth,
+        response_class=Response,
+        responses={200: {"content": {"application/json": {}}}},
+    )
+    def profiles_get(identifier: str) -> Response:
         """A profile by any identifier, as `namespace:value` (e.g. `email:jane@example.com`,
         `user_id:42`, `profile:pr_…`): its identities with where and when each was first
-        seen, the merges that formed it and the links its rules refused."""
-        return profile_view(onefold.warehouse.cursor(), profile_or_404(identifier))
+        seen, traits with provenance, computed traits, accounts, the merges that formed it
+        and the links its rules refused. Answered from the serving store, which follows
+        the identity graph within a micro-batch."""
+        view = onefold.profiles.view_json(profile_or_404(identifier))
+        return Response(view, media_type="application/json")
 
     @api.get("/v1/timeline/{identifier:path}", dependencies=auth)
     def profiles_timeline(

@@ -1,0 +1,122 @@
+"""Publishing profile views to the serving store after the graph changes them.
+
+Whatever changes profiles (a micro-batch, an override, a rebuild, a recompute) marks them
+in ``serving_dirty`` inside its own warehouse transaction; :func:`publish` then rewrites
+their views and keys in the serving store and only afterwards clears the marks. A crash
+in between leaves the marks, and the next publish (at the latest when Onefold starts)
+rewrites those profiles again: the serving store may lag the warehouse by a batch, never
+lose a change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from onefold.store import Warehouse
+from onefold.store.serving import PROFILE_NAMESPACE, ServingStore
+from onefold.unify.profiles import profile_views
+
+
+def mark_dirty(con: duckdb.DuckDBPyConnection, profile_ids: Iterable[str]) -> None:
+    ids = sorted(set(profile_ids))
+    if not ids:
+        return
+    con.register("dirty_ids", pa.table({"profile_id": pa.array(ids, pa.string())}))
+    try:
+        con.execute("INSERT INTO serving_dirty SELECT profile_id FROM dirty_ids")
+    finally:
+        con.unregister("dirty_ids")
+
+
+def mark_all_dirty(con: duckdb.DuckDBPyConnection) -> None:
+    """Every profile is to be published again (after a rebuild or a recompute)."""
+    con.execute("INSERT INTO serving_dirty SELECT profile_id FROM identity_profiles")
+
+
+def mark_batch(
+    con: duckdb.DuckDBPyConnection, touched: Iterable[str], after: int, upto: int
+) -> None:
+    """Mark what one micro-batch changed: the profiles it touched, the profiles on either
+    side of the links it refused, and the profiles whose refusals name a profile it
+    absorbed (their views show the absorbed profile's survivor)."""
+    rows = con.execute(
+        """
+        SELECT profile_id FROM identity_refusals WHERE seq > $after AND seq <= $upto
+        UNION
+        SELECT other_profile_id FROM identity_refusals
+        WHERE seq > $after AND seq <= $upto AND other_profile_id IS NOT NULL
+        UNION
+        SELECT x.profile_id FROM identity_refusals x
+        JOIN identity_merges m ON m.absorbed_id = x.other_profile_id
+        WHERE m.seq > $after AND m.seq <= $upto
+        """,
+        {"after": after, "upto": upto},
+    ).fetchall()
+    mark_dirty(con, [*touched, *(row[0] for row in rows)])
+
+
+def pending(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT count(DISTINCT profile_id) FROM serving_dirty").fetchone()[0]
+
+
+def publish(warehouse: Warehouse, store: ServingStore, chunk: int = 20_000) -> int:
+    """Rewrite the marked profiles in the serving store; returns how many ids it handled."""
+    total = 0
+    while True:
+        with warehouse.transaction() as con:
+            marked = [row[0] for row in con.execute(
+                "SELECT DISTINCT profile_id FROM serving_dirty ORDER BY 1 LIMIT ?", [chunk]
+            ).fetchall()]  # fmt: skip
+            if not marked:
+                return total
+            keys, views, stale = _published(con, marked)
+            store.replace(stale, keys, views)
+            con.register("published_ids", pa.table({"profile_id": pa.array(marked)}))
+            try:
+                con.execute(
+                    "DELETE FROM serving_dirty "
+                    "WHERE profile_id IN (SELECT profile_id FROM published_ids)"
+                )
+            finally:
+                con.unregister("published_ids")
+        total += len(marked)
+
+
+def _published(
+    con: duckdb.DuckDBPyConnection, marked: list[str]
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, bytes]], set[str]]:
+    """The keys and views to store for ``marked``, and every id whose old entries go."""
+    con.register("marked_ids", pa.table({"profile_id": pa.array(marked, pa.string())}))
+    try:
+        live = sorted({row[0] for row in con.execute(
+            """
+            SELECT coalesce(merged_into, profile_id) FROM identity_profiles
+            WHERE profile_id IN (SELECT profile_id FROM marked_ids)
+            """
+        ).fetchall()})  # fmt: skip
+    finally:
+        con.unregister("marked_ids")
+    views = profile_views(con, live)
+    keys: list[tuple[str, str, str]] = []
+    if live:
+        con.register("live_ids", pa.table({"profile_id": pa.array(live, pa.string())}))
+        try:
+            keys = con.execute(
+                """
+                SELECT namespace, value, profile_id FROM identifiers
+                WHERE profile_id IN (SELECT profile_id FROM live_ids)
+                UNION ALL
+                SELECT $profile, profile_id, coalesce(merged_into, profile_id)
+                FROM identity_profiles
+                WHERE coalesce(merged_into, profile_id) IN (SELECT profile_id FROM live_ids)
+                """,
+                {"profile": PROFILE_NAMESPACE},
+            ).fetchall()
+        finally:
+            con.unregister("live_ids")
+    encoded = [(profile_id, orjson.dumps(view)) for profile_id, view in views.items()]
+    return keys, encoded, set(marked) | set(live)

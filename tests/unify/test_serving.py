@@ -1,0 +1,189 @@
+"""The serving store answers every lookup exactly as the warehouse would, whatever changed
+the graph, and catches up after a failure or the loss of its file."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from onefold.collect.ingest import prepare
+from onefold.collect.messages import Envelope, now_utc
+from onefold.demo.generator import generate_demo
+from onefold.runtime import Onefold
+from onefold.settings import Settings
+from onefold.store.serving import PROFILE_NAMESPACE
+from onefold.unify import publish
+from onefold.unify.profiles import profile_views
+
+AS_OF = datetime(2026, 6, 1)
+
+
+def _open(data_dir: Path) -> Onefold:
+    instance = Onefold(Settings(data_dir=data_dir, admin_token="t", unify_interval_ms=10**9))
+    instance.identity.clock = lambda: AS_OF
+    return instance
+
+
+def _send(instance: Onefold, source_name: str, messages: list[dict]) -> None:
+    source = next(s for s in instance.sources.list() if s.name == source_name)
+    envelope = Envelope(source.id, "r", "test", now_utc())
+    instance.log.append_blocking(prepare(messages, envelope).data)
+
+
+@pytest.fixture
+def onefold(tmp_path: Path):
+    demo = generate_demo(seed=11, customers=80, now=AS_OF)
+    instance = _open(tmp_path)
+    for source in demo.sources:
+        instance.sources.create(source.name, source.type)
+        if demo.messages.get(source.name):
+            _send(instance, source.name, demo.messages[source.name])
+    web = demo.sources[0].name
+    _send(instance, web, [
+        {"type": "identify", "anonymousId": "family-pc", "traits": {"email": "home@example.com"}},
+        {"type": "identify", "userId": "parent-1", "anonymousId": "family-pc"},
+        {"type": "identify", "userId": "teen-1", "anonymousId": "family-pc",
+         "traits": {"email": "home@example.com"}},
+        {"type": "identify", "anonymousId": "walk-in-1", "traits": {"email": "shop@example.com"}},
+        {"type": "identify", "anonymousId": "walk-in-2", "traits": {"email": "shop@example.com",
+                                                                    "firstName": "Eve"}},
+    ])  # fmt: skip
+    instance.log.rotate()
+    instance.loader.load_now()
+    instance.identity.process_all(limit=700)  # many micro-batches, merges across them
+    yield instance
+    instance.close()
+
+
+def assert_served_as_stored(instance: Onefold) -> None:
+    """Every identifier and profile id finds its live profile in the serving store, every
+    live profile's view is the warehouse's, and the store holds nothing else."""
+    con = instance.warehouse.cursor()
+    serving = instance.serving
+    assert publish.pending(con) == 0
+    identifiers = con.execute("SELECT namespace, value, profile_id FROM identifiers").fetchall()
+    for namespace, value, profile_id in identifiers:
+        assert serving.find(namespace, value) == profile_id, (namespace, value)
+    profiles = con.execute(
+        "SELECT profile_id, coalesce(merged_into, profile_id) FROM identity_profiles"
+    ).fetchall()
+    for profile_id, live in profiles:
+        assert serving.find(PROFILE_NAMESPACE, profile_id) == live
+    live_ids = sorted({live for _, live in profiles})
+    for profile_id, view in profile_views(con, live_ids).items():
+        served = serving.view(profile_id)
+        assert served is not None, profile_id
+        assert orjson.loads(served) == orjson.loads(orjson.dumps(view)), profile_id
+    assert serving.counts() == {
+        "keys": len(identifiers) + len(profiles),
+        "views": len(live_ids),
+    }
+
+
+def _owner(instance: Onefold, namespace: str, value: str) -> str | None:
+    return instance.serving.find(namespace, value)
+
+
+def test_micro_batches_publish_every_change(onefold):
+    con = onefold.warehouse.cursor()
+    merged = con.execute(
+        "SELECT count(*) FROM identity_profiles WHERE merged_into IS NOT NULL"
+    ).fetchone()[0]
+    assert merged > 0  # the workload does merge profiles
+    assert _owner(onefold, "anonymous_id", "walk-in-1") == _owner(
+        onefold, "anonymous_id", "walk-in-2"
+    )
+    assert_served_as_stored(onefold)
+    view = orjson.loads(onefold.serving.view(_owner(onefold, "anonymous_id", "walk-in-2")))
+    assert view["traits"]["firstName"]["value"] == "Eve"
+    assert {"namespace": "email", "value": "shop@example.com"}.items() <= next(
+        i for i in view["identities"] if i["namespace"] == "email"
+    ).items()
+
+
+def test_overrides_rebuilds_and_recomputes_are_published(onefold):
+    onefold.identity.add_override("block", ("email", "shop@example.com"), None, "shop address")
+    assert _owner(onefold, "anonymous_id", "walk-in-1") != _owner(
+        onefold, "anonymous_id", "walk-in-2"
+    )
+    assert _owner(onefold, "email", "shop@example.com") is None
+    assert_served_as_stored(onefold)
+    onefold.identity.add_override(
+        "never_link", ("anonymous_id", "family-pc"), ("user_id", "parent-1"), "shared computer"
+    )
+    assert_served_as_stored(onefold)
+    onefold.identity.rebuild_fast()
+    assert_served_as_stored(onefold)
+    onefold.identity.rebuild()
+    assert_served_as_stored(onefold)
+    onefold.identity.clock = lambda: datetime(2027, 6, 1)  # time windows move on
+    onefold.identity.recompute_traits()
+    assert_served_as_stored(onefold)
+
+
+def test_new_events_reach_the_served_profile(onefold):
+    web = onefold.sources.list()[0].name
+    _send(onefold, web, [
+        {"type": "identify", "anonymousId": "walk-in-1", "traits": {"email": "eve@example.org"}},
+        {"type": "identify", "userId": "eve-42", "traits": {"email": "eve@example.org",
+                                                            "lastName": "Moreau"}},
+    ])  # fmt: skip
+    onefold.flush()
+    profile_id = _owner(onefold, "user_id", "eve-42")
+    assert profile_id == _owner(onefold, "anonymous_id", "walk-in-2")
+    view = orjson.loads(onefold.serving.view(profile_id))
+    assert view["traits"]["lastName"]["value"] == "Moreau"
+    assert_served_as_stored(onefold)
+
+
+def test_a_failed_publish_is_retried_and_loses_nothing(onefold, monkeypatch):
+    store = onefold.serving
+    original = store.replace
+
+    def failing(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "replace", failing)
+    web = onefold.sources.list()[0].name
+    _send(onefold, web, [{"type": "identify", "userId": "late-1", "anonymousId": "walk-in-1"}])
+    onefold.log.rotate()
+    onefold.loader.load_now()
+    with pytest.raises(OSError):
+        onefold.identity.process_all()
+    con = onefold.warehouse.cursor()
+    assert con.execute("SELECT count(*) FROM identifiers WHERE value = 'late-1'").fetchone()[0]
+    assert publish.pending(con) > 0  # the graph moved on; the marks wait
+    assert _owner(onefold, "user_id", "late-1") is None
+    monkeypatch.setattr(store, "replace", original)
+    onefold.identity.publish()
+    assert _owner(onefold, "user_id", "late-1") == _owner(onefold, "anonymous_id", "walk-in-2")
+    assert_served_as_stored(onefold)
+
+
+def test_publishing_in_small_chunks_gives_the_same_store(onefold):
+    con = onefold.warehouse.cursor()
+    publish.mark_all_dirty(con)
+    assert publish.publish(onefold.warehouse, onefold.serving, chunk=7) > 7
+    assert_served_as_stored(onefold)
+
+
+def test_a_lost_serving_file_is_rebuilt_on_start(onefold):
+    data_dir = onefold.settings.data_dir
+    expected = {
+        key: onefold.serving.find(*key)
+        for key in [("anonymous_id", "walk-in-1"), ("user_id", "teen-1")]
+    }
+    onefold.close()
+    for path in data_dir.glob("serving.sqlite*"):
+        path.unlink()
+    reopened = _open(data_dir)
+    try:
+        reopened.identity.publish()
+        assert {key: reopened.serving.find(*key) for key in expected} == expected
+        assert_served_as_stored(reopened)
+    finally:
+        reopened.close()
+    onefold.close = lambda: None  # closed above
