@@ -5,6 +5,18 @@ read (``userId`` and friends from their typed columns, the rest from the raw JSO
 are trimmed and normalised in SQL, and blocked values are set aside. Phone numbers are
 normalised to E.164 with ``phonenumbers``, once per distinct (value, region), using the
 region of the message's ``context.locale`` when it has one.
+
+Two sources beyond the namespaces' paths:
+
+- **The batch envelope.** A batch's top-level ``context`` (and ``integrations``) apply to
+  each of its messages; they are stored once per message in ``events.batch``. A path under
+  them reads the message's own value and, when the message has none (missing or null), the
+  batch's: the message wins, field by field.
+- **RudderStack merge calls.** Each entry of a ``merge`` message's ``mergeProperties``
+  (``{"type": "email", "value": "..."}``) is an identifier of the namespace its type names
+  (:func:`merge_namespaces`), normalised and ruled like any other; so the resolver links
+  them with the message's own ``userId``/``anonymousId``. Entries of types no namespace
+  takes are ignored (:func:`ignored_merge_properties` counts them).
 """
 
 from __future__ import annotations
@@ -27,21 +39,81 @@ _TYPED = {"userId": "user_id", "anonymousId": "anonymous_id", "previousId": "pre
 _EMAIL = r"\A[^@\s\x0B]+@[^@\s\x0B]+\.[^@\s\x0B]+\z"
 
 
+# Fields a batch envelope may give all its messages (``events.batch``).
+_BATCH_FIELDS = ("context", "integrations")
+# The entries of a merge call's mergeProperties that are read (RudderStack sends two).
+MAX_MERGE_PROPERTIES = 10
+# RudderStack's names for identifier types, lower-cased, beyond the namespaces' own names.
+MERGE_TYPE_ALIASES = {"userid": "user_id", "anonymousid": "anonymous_id", "mobile": "phone"}
+
+
 def _value_sql(path: str) -> str:
+    """One path of a message as text: a typed column, the raw JSON, or for a path under the
+    batch envelope's fields the message's value, else (missing or null) the batch's."""
     if path in _TYPED:
         return _TYPED[path]
-    return f"json_extract_string(raw, '$.{path}')"
+    own = f"json_extract_string(raw, '$.{path}')"
+    if path.split(".", 1)[0] in _BATCH_FIELDS:
+        return f"coalesce({own}, json_extract_string(batch, '$.{path}'))"
+    return own
+
+
+def merge_namespaces(rules: IdentityRules) -> dict[str, str]:
+    """Which namespace each ``mergeProperties`` type (trimmed, lower-cased) names: every
+    namespace its own name (``email``, ``phone``, ``user_id``, ``anonymous_id``, custom
+    ones), and RudderStack's ``userId``, ``anonymousId`` and ``mobile`` their namespaces
+    when the rules have them and no namespace has that name itself."""
+    mapping = {alias: ns for alias, ns in MERGE_TYPE_ALIASES.items() if ns in rules.namespaces}
+    mapping.update((name, name) for name in rules.namespaces)
+    return mapping
+
+
+def _merge_sql(rules: IdentityRules, where: str) -> str:
+    """(seq, message_id, source_id, locale, namespace, normalise, v) of the mergeProperties
+    entries of the merge calls ``where`` selects whose type names a namespace."""
+    n = MAX_MERGE_PROPERTIES
+    fields = "".join(
+        f", json_extract_string(raw, '$.mergeProperties[{i}].type') AS t{i}"
+        f", json_extract_string(raw, '$.mergeProperties[{i}].value') AS v{i}"
+        for i in range(n)
+    )
+    kind = " ".join(f"WHEN {i} THEN m.t{i}" for i in range(n))
+    value = " ".join(f"WHEN {i} THEN m.v{i}" for i in range(n))
+    positions = ", ".join(f"({i})" for i in range(n))
+    normalise = {name: rule.normalise for name, rule in rules.namespaces.items()}
+    types = ", ".join(
+        f"('{alias}', '{ns}', '{normalise[ns]}')"
+        for alias, ns in sorted(merge_namespaces(rules).items())
+    )
+    return f"""
+            SELECT e.seq, e.message_id, e.source_id, e.locale, t.namespace, t.normalise, e.v
+            FROM (
+                SELECT m.seq, m.message_id, m.source_id, m.locale,
+                       lower(trim(CASE i.slot {kind} END)) AS kind,
+                       CAST(CASE i.slot {value} END AS VARCHAR) AS v
+                FROM (
+                    SELECT seq, message_id, source_id, {_LOCALE} AS locale{fields}
+                    FROM events WHERE ({where}) AND type = 'merge'
+                ) m CROSS JOIN (VALUES {positions}) AS i(slot)
+            ) e JOIN (VALUES {types}) AS t(kind, namespace, normalise) ON t.kind = e.kind
+    """
+
+
+_LOCALE = _value_sql("context.locale")
 
 
 def extraction_sql(rules: IdentityRules, where: str = "seq > $after AND seq <= $upto") -> str:
     """One row per (event, namespace, value) for the events ``where`` selects (by default
     those with ``$after < seq <= $upto``).
 
-    Each path is read once per event (one JSON extraction each); every (namespace, path) of
-    the rules then picks its value through a cross join with a small VALUES list, and
-    normalises it. Written in DuckDB's dialect with only constructs SQLGlot transpiles to
-    Spark (``json_extract_string`` → ``get_json_object``, ``regexp_matches`` → ``RLIKE``),
-    so :mod:`onefold.unify.spark_stitch` runs the same query on Spark."""
+    Each path is read once per event (one JSON extraction each, two under the batch
+    envelope's fields); every (namespace, path) of the rules then picks its value through
+    a cross join with a small VALUES list. The merge calls among the events add their
+    ``mergeProperties`` entries (:func:`_merge_sql`). Every value is then normalised.
+    Written in DuckDB's dialect with only constructs SQLGlot transpiles to Spark
+    (``json_extract_string`` → ``get_json_object``, ``regexp_matches`` → ``RLIKE``,
+    ``coalesce``, ``VALUES``, ``UNION ALL``), so :mod:`onefold.unify.spark_stitch` runs
+    the same query on Spark."""
     paths: list[str] = []
     picks: list[tuple[int, str, str]] = []  # (path column, namespace, normaliser)
     for namespace in rules.ordered():
@@ -50,25 +122,33 @@ def extraction_sql(rules: IdentityRules, where: str = "seq > $after AND seq <= $
             if path not in paths:
                 paths.append(path)
             picks.append((paths.index(path), namespace, rule.normalise))
-    if not picks:
+    if not rules.namespaces:
         return """
             SELECT seq, message_id, source_id, CAST(NULL AS VARCHAR) AS locale,
                    CAST(NULL AS VARCHAR) AS namespace, CAST(NULL AS VARCHAR) AS value
             FROM events WHERE FALSE
         """
-    columns = "".join(f", {_value_sql(path)} AS p{i}" for i, path in enumerate(paths))
-    pick = " ".join(f"WHEN {n} THEN b.p{column}" for n, (column, _, _) in enumerate(picks))
-    rows = ", ".join(f"({n}, '{ns}', '{norm}')" for n, (_, ns, norm) in enumerate(picks))
-    return f"""
-        WITH batch AS (
-            SELECT seq, message_id, source_id,
-                   json_extract_string(raw, '$.context.locale') AS locale{columns}
-            FROM events WHERE {where}
-        ),
-        picked AS (
+    found = _merge_sql(rules, where)
+    if picks:
+        columns = "".join(f", {_value_sql(path)} AS p{i}" for i, path in enumerate(paths))
+        pick = " ".join(f"WHEN {n} THEN b.p{column}" for n, (column, _, _) in enumerate(picks))
+        rows = ", ".join(f"({n}, '{ns}', '{norm}')" for n, (_, ns, norm) in enumerate(picks))
+        found = f"""
             SELECT b.seq, b.message_id, b.source_id, b.locale, k.namespace, k.normalise,
-                   nullif(trim(CAST(CASE k.pick {pick} END AS VARCHAR)), '') AS v
-            FROM batch b CROSS JOIN (VALUES {rows}) AS k(pick, namespace, normalise)
+                   CAST(CASE k.pick {pick} END AS VARCHAR) AS v
+            FROM (
+                SELECT seq, message_id, source_id, {_LOCALE} AS locale{columns}
+                FROM events WHERE {where}
+            ) b CROSS JOIN (VALUES {rows}) AS k(pick, namespace, normalise)
+            UNION ALL
+            {found}
+        """
+    return f"""
+        WITH found AS ({found}),
+        picked AS (
+            SELECT seq, message_id, source_id, locale, namespace, normalise,
+                   nullif(trim(v), '') AS v
+            FROM found
         )
         SELECT DISTINCT seq, message_id, source_id, locale, namespace, value FROM (
             SELECT seq, message_id, source_id, locale, namespace,
@@ -82,6 +162,42 @@ def extraction_sql(rules: IdentityRules, where: str = "seq > $after AND seq <= $
         ) WHERE value IS NOT NULL
         ORDER BY seq
     """
+
+
+def ignored_merge_properties(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> list[dict]:
+    """The ``mergeProperties`` entries of stored merge calls that link nothing because no
+    namespace takes their type (``unknown_type``) or they come after the first
+    :data:`MAX_MERGE_PROPERTIES` (``beyond_limit``): per type and reason, how many and the
+    last message's ``seq``, most frequent first."""
+    known = pa.table({"kind": pa.array(sorted(merge_namespaces(rules)), pa.string())})
+    con.register("merge_known_types", known)
+    try:
+        rows = con.execute(
+            f"""
+            SELECT kind AS type, reason, count(*) AS occurrences, max(seq) AS last_seq FROM (
+                SELECT seq, lower(trim(json_extract_string(entry, '$.type'))) AS kind,
+                       CASE WHEN position >= {MAX_MERGE_PROPERTIES} THEN 'beyond_limit'
+                            ELSE 'unknown_type' END AS reason
+                FROM (
+                    SELECT seq, unnest(entries) AS entry,
+                           unnest(range(len(entries))) AS position
+                    FROM (
+                        SELECT seq, CAST(raw -> '$.mergeProperties' AS JSON[]) AS entries
+                        FROM events
+                        WHERE type = 'merge'
+                          AND json_type(raw -> '$.mergeProperties') = 'ARRAY'
+                    )
+                )
+            )
+            WHERE reason = 'beyond_limit'
+               OR kind IS NULL OR kind NOT IN (SELECT kind FROM merge_known_types)
+            GROUP BY ALL ORDER BY occurrences DESC, type, reason
+            """
+        )
+        names = [d[0] for d in rows.description]
+        return [dict(zip(names, row, strict=True)) for row in rows.fetchall()]
+    finally:
+        con.unregister("merge_known_types")
 
 
 def _region(locale: str | None, default: str) -> str:

@@ -1,7 +1,9 @@
 """Identity stitching and computed traits on Spark, from the same code the DuckDB path runs.
 
 1. **Extract**: :func:`onefold.unify.identifiers.extraction_sql`, the very query the
-   micro-batches run on DuckDB, transpiled by SQLGlot to Spark SQL.
+   micro-batches run on DuckDB, transpiled by SQLGlot to Spark SQL — so merge calls'
+   ``mergeProperties`` and the batch-level context (``events.batch``) count here exactly
+   as there.
 2. **Clean**: each row through :class:`~onefold.unify.identifiers.KeyCleaner` (phone
    numbers to E.164, blocked values set aside), in ``mapInPandas``.
 3. **Components**: the raw connected components of the message–identifier graph, by min-label

@@ -103,7 +103,8 @@ def extract_all(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> pa.Tabl
     """Every stored message's identifiers as rows of (seq, message_id, source_id, namespace,
     value), normalised as :func:`onefold.unify.identifiers.group_messages` does (phones to
     E.164 once per distinct value and region); :func:`stitch` orders, deduplicates and
-    blocks them."""
+    blocks them. The rows come from the micro-batches' own extraction query, merge calls'
+    ``mergeProperties`` and the batch-level context included."""
     rows = con.sql(extraction_sql(rules, where="TRUE")).to_arrow_table().combine_chunks()
     phone_names = [n for n, r in rules.namespaces.items() if r.normalise == "phone"]
     is_phone = _numpy(pc.is_in(rows["namespace"], pa.array(phone_names, pa.string())))

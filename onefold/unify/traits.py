@@ -1,5 +1,6 @@
 """Profile traits: what identify calls (``traits``, or ``context.traits`` as RudderStack
-sends them) and profile imports say about a person, merged across the profile's identities.
+sends them, over a batch's shared ``context.traits``) and profile imports say about a
+person, merged across the profile's identities.
 
 Every observation is kept (``trait_observations``) with its source and time. A profile's
 value of a trait is the observation that ranks first: the higher source priority (when the
@@ -30,15 +31,47 @@ class TraitRules(BaseModel):
 
 
 def observe(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
-    """Record the trait observations of the identify messages in ``(after, upto]``."""
+    """Record the trait observations of the identify messages in ``(after, upto]``.
+
+    A message's traits are its ``traits`` object or, when it has none, its
+    ``context.traits`` over the batch envelope's ``context.traits`` (``events.batch``),
+    trait by trait: the message's value wins unless it is null or missing, as identifier
+    extraction reads them (:func:`onefold.unify.identifiers.extraction_sql`); a null from
+    either is still observed when nothing else gives that trait. Messages of batches
+    without shared traits take the plain path, with no merging."""
     con.execute(
         """
         INSERT INTO trait_observations
-        SELECT e.seq, e.source_id, t.key, t.value, e.timestamp
-        FROM events e,
-             json_each(coalesce(e.raw -> '$.traits', e.raw -> '$.context.traits')) t
-        WHERE e.seq > $after AND e.seq <= $upto AND e.type = 'identify'
-          AND json_type(coalesce(e.raw -> '$.traits', e.raw -> '$.context.traits')) = 'OBJECT'
+        WITH identify AS (
+            SELECT seq, source_id, "timestamp",
+                   CASE WHEN json_type(raw -> '$.traits') = 'OBJECT'
+                        THEN raw -> '$.traits' END AS own,
+                   CASE WHEN json_type(raw -> '$.context.traits') = 'OBJECT'
+                        THEN raw -> '$.context.traits' END AS context,
+                   CASE WHEN json_type(batch -> '$.context.traits') = 'OBJECT'
+                        THEN batch -> '$.context.traits' END AS shared
+            FROM events
+            WHERE seq > $after AND seq <= $upto AND type = 'identify'
+        ),
+        plain AS (
+            SELECT * FROM identify WHERE own IS NOT NULL OR shared IS NULL
+        ),
+        layered AS (
+            SELECT i.seq, i.source_id, i."timestamp", t.key, t.value,
+                   CASE WHEN json_type(t.value) = 'NULL' THEN 2 ELSE 0 END AS rank
+            FROM identify i, json_each(i.context) t
+            WHERE i.own IS NULL AND i.shared IS NOT NULL AND i.context IS NOT NULL
+            UNION ALL
+            SELECT i.seq, i.source_id, i."timestamp", t.key, t.value,
+                   CASE WHEN json_type(t.value) = 'NULL' THEN 3 ELSE 1 END AS rank
+            FROM identify i, json_each(i.shared) t
+            WHERE i.own IS NULL AND i.shared IS NOT NULL
+        )
+        SELECT p.seq, p.source_id, t.key, t.value, p."timestamp"
+        FROM plain p, json_each(coalesce(p.own, p.context)) t
+        UNION ALL
+        SELECT seq, source_id, key, value, "timestamp" FROM layered
+        QUALIFY row_number() OVER (PARTITION BY seq, key ORDER BY rank) = 1
         """,
         {"after": after, "upto": upto},
     )
