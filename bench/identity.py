@@ -618,7 +618,7 @@ def bench_lookup(
             keys.append(("anonymous_id", f"a-{i}"))
     result: dict = {"warehouse": built}
     warehouse = Warehouse(path, memory_limit="6GB")
-    serving = ServingStore(workdir / "serving.sqlite")
+    serving = ServingStore(workdir / "serving")
     con = warehouse.cursor()
 
     # publishing every profile: what a new serving store (or a full rebuild) costs
@@ -628,7 +628,7 @@ def bench_lookup(
     result["publish_all"] = {
         "profile_ids": published, "wall_s": round(time.perf_counter() - t, 1),
         "cpu_s": round(time.process_time() - c, 1), "peak_rss_mb": round(peak_rss_mb()),
-        "file_mb": round(sum(p.stat().st_size for p in workdir.glob("serving.sqlite*")) / 2**20),
+        "file_mb": round(sum(p.stat().st_size for p in (workdir / "serving").iterdir()) / 2**20),
         **serving.counts(),
     }  # fmt: skip
 

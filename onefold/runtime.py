@@ -84,7 +84,7 @@ class Onefold:
             on_segment_closed=lambda: self.loader.notify(),
         )
         self.log.add_backlog(sum(p.stat().st_size for p in list_segments(landing_dir)))
-        self.serving = ServingStore(settings.serving_path)
+        self.serving = ServingStore(settings.serving_dir)
         if self.serving.created:
             with self.warehouse.transaction() as con:
                 mark_all_dirty(con)

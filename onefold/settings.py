@@ -114,8 +114,8 @@ class Settings(BaseSettings):
         return self.data_dir / "onefold.duckdb"
 
     @property
-    def serving_path(self) -> Path:
-        return self.data_dir / "serving.sqlite"
+    def serving_dir(self) -> Path:
+        return self.data_dir / "serving"
 
     @property
     def landing_dir(self) -> Path:

@@ -181,6 +181,6 @@ MIGRATIONS: list[str] = [
     # onefold.unify.publish); a database made before it has all of its profiles to publish.
     """
     CREATE TABLE serving_dirty (profile_id VARCHAR NOT NULL);
-    INSERT INTO serving_dirty SELECT profile_id FROM identity_profiles;
+    INSERT INTO serving_dirty VALUES ('*');
     """,
 ]

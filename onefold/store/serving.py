@@ -16,52 +16,83 @@ stores loses nothing.
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS profile_keys (
     namespace TEXT NOT NULL,
     value TEXT NOT NULL,
     profile_id TEXT NOT NULL,
     PRIMARY KEY (namespace, value)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS profile_keys_profile ON profile_keys (profile_id);
 CREATE TABLE IF NOT EXISTS profile_views (
     profile_id TEXT PRIMARY KEY,
     view BLOB NOT NULL
 ) WITHOUT ROWID;
 """
+_INDEXES = "CREATE INDEX IF NOT EXISTS profile_keys_profile ON profile_keys (profile_id);"
+_NAME = re.compile(r"^serving\.(\d+)\.sqlite$")
 
 PROFILE_NAMESPACE = "profile"
 """Keys in this namespace map a profile id, live or absorbed, to the live profile."""
 
 
 class ServingStore:
-    """Profile views by identifier, in a SQLite file; safe to share between threads."""
+    """Profile views by identifier, in a SQLite file; safe to share between threads.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.created = not path.exists()
-        """Whether the file was made just now: a new store has every profile to receive."""
+    The store lives in a directory as ``serving.<generation>.sqlite``. Changes to some
+    profiles are written in place (:meth:`replace`); a rewrite of every profile is built
+    as the next generation's file beside the current one and then switched to
+    (:meth:`rebuild`), so lookups go on being answered from the old file meanwhile.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        for partial in directory.glob("*.building*"):
+            partial.unlink()
+        generations = sorted(int(m.group(1)) for m in map(_NAME.match, os.listdir(directory)) if m)
+        self.created = not generations
+        """Whether the store was made just now: a new store has every profile to receive."""
+        self.generation = generations[-1] if generations else 0
+        self._remove_older()
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         con = self._connection()
-        con.executescript(_SCHEMA)
+        con.executescript(_TABLES + _INDEXES)
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"serving.{self.generation}.sqlite"
+
+    def _remove_older(self) -> None:
+        for name in os.listdir(self.directory):
+            match = _NAME.match(name.split("-")[0])
+            if match and int(match.group(1)) < self.generation:
+                (self.directory / name).unlink(missing_ok=True)
 
     def _connection(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
+        local = self._local
+        con = getattr(local, "con", None)
+        if con is None or local.generation != self.generation:
+            if con is not None:  # this thread's connection to an older generation
+                with self._connections_lock:
+                    self._connections.remove(con)
+                con.close()
+            local.generation = self.generation
             con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             con.execute("PRAGMA journal_mode = WAL")
             con.execute("PRAGMA synchronous = FULL")
             con.execute("PRAGMA busy_timeout = 10000")
             con.execute("PRAGMA journal_size_limit = 67108864")  # WAL back to 64 MB after
-            self._local.con = con
+            local.con = con
             with self._connections_lock:
                 self._connections.append(con)
         return con
@@ -110,13 +141,40 @@ class ServingStore:
                 raise
             con.execute("COMMIT")
 
-    def clear(self) -> None:
+    def rebuild(
+        self, batches: Iterable[tuple[list[tuple[str, str, str]], list[tuple[str, bytes]]]]
+    ) -> None:
+        """Replace the whole store with the ``(keys, views)`` batches given: written to the
+        next generation's file (no deletes, the secondary index made at the end), made
+        durable, then switched to."""
         with self._write_lock:
-            con = self._connection()
-            con.execute("BEGIN IMMEDIATE")
-            con.execute("DELETE FROM profile_keys")
-            con.execute("DELETE FROM profile_views")
-            con.execute("COMMIT")
+            target = self.directory / f"serving.{self.generation + 1}.sqlite"
+            building = target.with_name(target.name + ".building")
+            building.unlink(missing_ok=True)
+            con = sqlite3.connect(building, isolation_level=None)
+            try:
+                con.execute("PRAGMA journal_mode = OFF")
+                con.execute("PRAGMA synchronous = OFF")
+                con.execute("PRAGMA cache_size = -262144")
+                con.executescript(_TABLES)
+                con.execute("BEGIN")
+                for keys, views in batches:
+                    con.executemany("INSERT OR REPLACE INTO profile_keys VALUES (?, ?, ?)", keys)
+                    con.executemany("INSERT OR REPLACE INTO profile_views VALUES (?, ?)", views)
+                con.execute("COMMIT")
+                con.executescript(_INDEXES)
+            finally:
+                con.close()
+            with building.open("rb+") as file:
+                os.fsync(file.fileno())
+            os.replace(building, target)
+            directory = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self.generation += 1
+            self._remove_older()
 
     def counts(self) -> dict[str, int]:
         con = self._connection()

@@ -32,9 +32,14 @@ def mark_dirty(con: duckdb.DuckDBPyConnection, profile_ids: Iterable[str]) -> No
         con.unregister("dirty_ids")
 
 
+ALL = "*"
+"""The mark that asks for the whole store to be rebuilt."""
+
+
 def mark_all_dirty(con: duckdb.DuckDBPyConnection) -> None:
-    """Every profile is to be published again (after a rebuild or a recompute)."""
-    con.execute("INSERT INTO serving_dirty SELECT profile_id FROM identity_profiles")
+    """Every profile is to be published again (after a rebuild or a recompute, or for a new
+    serving store): the next publish rebuilds the store from all live profiles."""
+    con.execute("INSERT INTO serving_dirty VALUES (?)", [ALL])
 
 
 def mark_batch(
@@ -64,17 +69,23 @@ def pending(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def publish(warehouse: Warehouse, store: ServingStore, chunk: int = 20_000) -> int:
-    """Rewrite the marked profiles in the serving store; returns how many ids it handled."""
+    """Rewrite the marked profiles in the serving store (all of them, in a new file, when
+    everything is marked); returns how many profile ids it handled."""
     total = 0
     while True:
         with warehouse.transaction() as con:
+            if con.execute("SELECT 1 FROM serving_dirty WHERE profile_id = ?", [ALL]).fetchall():
+                total += _publish_all(con, store)
+                con.execute("DELETE FROM serving_dirty")
+                continue
             marked = [row[0] for row in con.execute(
                 "SELECT DISTINCT profile_id FROM serving_dirty ORDER BY 1 LIMIT ?", [chunk]
             ).fetchall()]  # fmt: skip
             if not marked:
                 return total
-            keys, views, stale = _published(con, marked)
-            store.replace(stale, keys, views)
+            live = _live(con, marked)
+            keys, views = _keys_and_views(con, live)
+            store.replace(set(marked) | set(live), keys, views)
             con.register("published_ids", pa.table({"profile_id": pa.array(marked)}))
             try:
                 con.execute(
@@ -86,13 +97,21 @@ def publish(warehouse: Warehouse, store: ServingStore, chunk: int = 20_000) -> i
         total += len(marked)
 
 
-def _published(
-    con: duckdb.DuckDBPyConnection, marked: list[str]
-) -> tuple[list[tuple[str, str, str]], list[tuple[str, bytes]], set[str]]:
-    """The keys and views to store for ``marked``, and every id whose old entries go."""
+def _publish_all(con: duckdb.DuckDBPyConnection, store: ServingStore, chunk: int = 50_000) -> int:
+    live = [row[0] for row in con.execute(
+        "SELECT profile_id FROM identity_profiles WHERE merged_into IS NULL ORDER BY 1"
+    ).fetchall()]  # fmt: skip
+    store.rebuild(
+        _keys_and_views(con, live[start : start + chunk]) for start in range(0, len(live), chunk)
+    )
+    return len(live)
+
+
+def _live(con: duckdb.DuckDBPyConnection, marked: list[str]) -> list[str]:
+    """The live profiles of ``marked`` ids (an absorbed id's survivor)."""
     con.register("marked_ids", pa.table({"profile_id": pa.array(marked, pa.string())}))
     try:
-        live = sorted({row[0] for row in con.execute(
+        return sorted({row[0] for row in con.execute(
             """
             SELECT coalesce(merged_into, profile_id) FROM identity_profiles
             WHERE profile_id IN (SELECT profile_id FROM marked_ids)
@@ -100,23 +119,29 @@ def _published(
         ).fetchall()})  # fmt: skip
     finally:
         con.unregister("marked_ids")
+
+
+def _keys_and_views(
+    con: duckdb.DuckDBPyConnection, live: list[str]
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, bytes]]]:
+    """The serving store's rows for live profiles: a key per identifier and per profile id
+    (absorbed ones included), and the view."""
+    if not live:
+        return [], []
     views = profile_views(con, live)
-    keys: list[tuple[str, str, str]] = []
-    if live:
-        con.register("live_ids", pa.table({"profile_id": pa.array(live, pa.string())}))
-        try:
-            keys = con.execute(
-                """
-                SELECT namespace, value, profile_id FROM identifiers
-                WHERE profile_id IN (SELECT profile_id FROM live_ids)
-                UNION ALL
-                SELECT $profile, profile_id, coalesce(merged_into, profile_id)
-                FROM identity_profiles
-                WHERE coalesce(merged_into, profile_id) IN (SELECT profile_id FROM live_ids)
-                """,
-                {"profile": PROFILE_NAMESPACE},
-            ).fetchall()
-        finally:
-            con.unregister("live_ids")
-    encoded = [(profile_id, orjson.dumps(view)) for profile_id, view in views.items()]
-    return keys, encoded, set(marked) | set(live)
+    con.register("live_ids", pa.table({"profile_id": pa.array(live, pa.string())}))
+    try:
+        keys = con.execute(
+            """
+            SELECT namespace, value, profile_id FROM identifiers
+            WHERE profile_id IN (SELECT profile_id FROM live_ids)
+            UNION ALL
+            SELECT $profile, profile_id, coalesce(merged_into, profile_id)
+            FROM identity_profiles
+            WHERE coalesce(merged_into, profile_id) IN (SELECT profile_id FROM live_ids)
+            """,
+            {"profile": PROFILE_NAMESPACE},
+        ).fetchall()
+    finally:
+        con.unregister("live_ids")
+    return keys, [(profile_id, orjson.dumps(view)) for profile_id, view in views.items()]
