@@ -308,6 +308,101 @@ def identity_never_link(
     )
 
 
+@identity_app.command("always-link")
+def identity_always_link(
+    identifier: Annotated[str, typer.Argument(help="namespace:value")],
+    other: Annotated[str, typer.Argument(help="namespace:value")],
+    reason: Annotated[str, typer.Option(help="Why, for the audit.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Join the profiles holding two identifiers (undo with `identity undo LINK_ID`)."""
+    body = {"identifier": identifier, "other": other, "reason": reason}
+    result = _identity("link", body, data_dir)
+    console.print(
+        f"link {result['id']}: {len(result['profiles_before'])} profile(s) became "
+        f"{len(result['profiles_after'])}; {result['events_replayed']} events re-attributed"
+    )
+
+
+@identity_app.command("match")
+def identity_match(
+    auto_merge: Annotated[float, typer.Option(help="Merge pairs at least this probable.")] = 0.95,
+    review_low: Annotated[float, typer.Option(help="Queue pairs at least this probable.")] = 0.5,
+    data_dir: DataDir = None,
+) -> None:
+    """Probabilistic matching over the profiles' traits: merge the sure pairs, queue the
+    likely ones for review."""
+    result = _identity("match", {"auto_merge": auto_merge, "review_low": review_low}, data_dir)
+    console.print(
+        f"{result['records']:,} profiles compared; {result['pairs']:,} candidate pairs: "
+        f"{result['merged']:,} merged, {result['review']:,} to review, "
+        f"{result['known']:,} decided before"
+    )
+
+
+@identity_app.command("links")
+def identity_links(
+    status: Annotated[
+        str | None, typer.Option(help="review (the queue), active, rejected or undone.")
+    ] = "review",
+    limit: Annotated[int, typer.Option(help="How many to list.")] = 20,
+    data_dir: DataDir = None,
+) -> None:
+    """List links: by default the review queue, most probable first."""
+    found = _identity("links", {"status": status, "limit": limit}, data_dir)["links"]
+    table = Table("link", "kind", "status", "probability", "a", "b", "strongest reasons",
+                  title=f"{len(found)} links")  # fmt: skip
+    for link in found:
+        reasons = sorted((link["reasons"] or {}).items(),
+                         key=lambda item: -abs(item[1].get("weight", 0) or 0))[:3]  # fmt: skip
+        table.add_row(
+            link["id"], link["kind"], link["status"],
+            f"{link['probability']:.3f}" if link["probability"] is not None else "",
+            f"{link['namespace_a']}:{link['value_a']}", f"{link['namespace_b']}:{link['value_b']}",
+            ", ".join(f"{name} {item.get('level', '')}" for name, item in reasons),
+        )  # fmt: skip
+    console.print(table)
+
+
+def _decide(action: str, link_id: str, note: str | None, data_dir: Path | None) -> None:
+    result = _identity(action, {"id": link_id, "note": note}, data_dir)
+    changed = ""
+    if "profiles_before" in result:
+        changed = (f"; {len(result['profiles_before'])} profile(s) became "
+                   f"{len(result['profiles_after'])}")  # fmt: skip
+    console.print(f"link {result['id']} is {result['status']}{changed}")
+
+
+@identity_app.command("accept")
+def identity_accept(
+    link_id: Annotated[str, typer.Argument(help="A link waiting for review.")],
+    note: Annotated[str | None, typer.Option(help="Why, for the audit.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Accept a link from the review queue: its profiles are merged."""
+    _decide("accept", link_id, note, data_dir)
+
+
+@identity_app.command("reject")
+def identity_reject(
+    link_id: Annotated[str, typer.Argument(help="A link waiting for review.")],
+    note: Annotated[str | None, typer.Option(help="Why, for the audit.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Reject a link from the review queue; it is not proposed again."""
+    _decide("reject", link_id, note, data_dir)
+
+
+@identity_app.command("undo")
+def identity_undo(
+    link_id: Annotated[str, typer.Argument(help="An active link.")],
+    note: Annotated[str | None, typer.Option(help="Why, for the audit.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Undo a link: the profiles it joined are split again."""
+    _decide("undo", link_id, note, data_dir)
+
+
 @identity_app.command("dry-run")
 def identity_dry_run(
     rules: Annotated[Path, typer.Argument(help="A TOML file holding an [identity] table.")],

@@ -18,8 +18,10 @@ from onefold.collect.messages import Envelope, now_utc
 from onefold.collect.sources import SourceError
 from onefold.runtime import Onefold, admin_token, read_server_info
 from onefold.settings import Settings
+from onefold.unify import links
 from onefold.unify.dryrun import dry_run
 from onefold.unify.health import health_report
+from onefold.unify.links import LinkError
 from onefold.unify.overrides import OverrideError
 from onefold.unify.profiles import ProfileError, parse_identifier
 from onefold.unify.profiles import timeline as profile_timeline
@@ -110,7 +112,8 @@ class LocalClient:
         return profile_id
 
     def identity(self, action: str, body: dict | None = None) -> dict:
-        """``health``, ``override``, ``dry-run``, ``rebuild`` or ``recompute``."""
+        """``health``, ``override``, ``dry-run``, ``rebuild``, ``recompute``, ``link``,
+        ``links``, ``accept``, ``reject``, ``undo`` or ``match``."""
         onefold = self.onefold
         onefold.flush()
         graph = onefold.identity
@@ -132,7 +135,21 @@ class LocalClient:
             if action == "recompute":
                 graph.recompute_traits()
                 return {"recomputed": True}
-        except (ProfileError, OverrideError) as error:
+            if action == "link":
+                a = parse_identifier(body["identifier"], rules)
+                b = parse_identifier(body["other"], rules)
+                return graph.always_link(
+                    (a.namespace, a.value), (b.namespace, b.value), body["reason"]
+                )
+            if action == "links":
+                return {"links": links.list_links(onefold.warehouse.cursor(), **(body or {}))}
+            if action in ("accept", "reject", "undo"):
+                return graph.decide_link(body["id"], action, body.get("note"))
+            if action == "match":
+                from onefold.unify.matching import MatchConfig
+
+                return graph.match(MatchConfig(**(body or {})))
+        except (ProfileError, OverrideError, LinkError) as error:
             raise ClientError(error.code, error.message) from error
         except ValidationError as error:
             raise ClientError("invalid_rules", str(error)) from error
@@ -226,10 +243,19 @@ class HttpClient:
     def identity(self, action: str, body: dict | None = None) -> dict:
         if action == "health":
             return self._call("GET", "/api/v1/identity/health", params=body or {})
+        if action == "links":
+            params = {k: v for k, v in (body or {}).items() if v is not None}
+            return self._call("GET", "/api/v1/identity/links", params=params)
+        if action in ("accept", "reject", "undo"):
+            body = dict(body or {})
+            path = f"/api/v1/identity/links/{quote(body.pop('id'), safe='')}/{action}"
+            return self._call("POST", path, json=body)
         path = {
             "override": "/api/v1/identity/overrides",
             "dry-run": "/api/v1/identity/dry-run",
             "rebuild": "/api/v1/identity/rebuild",
+            "link": "/api/v1/identity/links",
+            "match": "/api/v1/identity/match",
             "recompute": "/api/v1/traits/recompute",
         }.get(action)
         if path is None:

@@ -183,4 +183,24 @@ MIGRATIONS: list[str] = [
     CREATE TABLE serving_dirty (profile_id VARCHAR NOT NULL);
     INSERT INTO serving_dirty VALUES ('*');
     """,
+    # 9: links between identifiers beyond the rules: probabilistic matches (merged, or
+    # waiting for review) and manual "always link" overrides. An active link is replayed
+    # right after the event at `position`, so a rebuild gives what applying it live gave.
+    """
+    CREATE TABLE identity_links (
+        id VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        namespace_a VARCHAR NOT NULL,
+        value_a VARCHAR NOT NULL,
+        namespace_b VARCHAR NOT NULL,
+        value_b VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        position BIGINT,
+        probability DOUBLE,
+        reasons JSON,
+        note VARCHAR,
+        created_at TIMESTAMP NOT NULL,
+        decided_at TIMESTAMP
+    );
+    """,
 ]

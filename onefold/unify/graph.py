@@ -13,20 +13,34 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from onefold.collect.cursor import EventCursor
 from onefold.store import Warehouse
 from onefold.store.serving import ServingStore
-from onefold.unify import accounts, computed, overrides, publish, stitch, traits
+from onefold.unify import (
+    accounts,
+    computed,
+    links,
+    overrides,
+    probabilistic,
+    publish,
+    stitch,
+    traits,
+)
 from onefold.unify.computed import ComputedTrait
 from onefold.unify.identifiers import Extracted, extract, keys_table
 from onefold.unify.resolver import Changes, Key, Resolver
 from onefold.unify.rules import IdentityRules
 from onefold.unify.traits import TraitRules
+
+if TYPE_CHECKING:
+    from onefold.unify.matching import MatchConfig
 
 CONSUMER = "identity"
 log = logging.getLogger("onefold.unify")
@@ -90,8 +104,14 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
 
 
 def write_changes(
-    con: duckdb.DuckDBPyConnection, resolver: Resolver, changes: Changes, method: str
+    con: duckdb.DuckDBPyConnection,
+    resolver: Resolver,
+    changes: Changes,
+    method: str,
+    details: dict[str, tuple[str, float | None, str | None]] | None = None,
 ) -> None:
+    """Write what the resolver did; ``details`` gives the (method, probability, reasons)
+    of merges caused by links, by their message id (others are ``method``)."""
     now = _now()
     surviving = resolver.surviving
     new_ids = changes.new_identifiers
@@ -135,6 +155,8 @@ def write_changes(
         "created_at": pa.array([now] * len(born), pa.timestamp("us")),
     }))  # fmt: skip
     merges = changes.merges
+    plain = (method, None, None)
+    merge_details = [details.get(m.message_id, plain) if details else plain for m in merges]
     _insert(con, "identity_merges", pa.table({
         "seq": pa.array([m.seq for m in merges], pa.int64()),
         "message_id": [m.message_id for m in merges],
@@ -142,7 +164,9 @@ def write_changes(
         "absorbed_id": [m.absorbed_id for m in merges],
         "namespace": [m.namespace for m in merges],
         "value": [m.value for m in merges],
-        "method": [method] * len(merges),
+        "method": [d[0] for d in merge_details],
+        "probability": pa.array([d[1] for d in merge_details], pa.float64()),
+        "reasons": pa.array([d[2] for d in merge_details], pa.string()),
         "created_at": pa.array([now] * len(merges), pa.timestamp("us")),
     }))  # fmt: skip
     refusals = changes.refusals
@@ -246,9 +270,11 @@ class IdentityGraph:
         blocked, never = overrides.active(con)
         extracted = extract(con, self.rules, after, upto, blocked)
         keys = {key for message in extracted.messages for key in message.identifiers}
+        placed = links.active_between(con, after, upto)  # only when rebuilding
+        keys.update(key for link in placed for key in (link.a, link.b))
         resolver = load_resolver(con, self.rules, keys, never)
-        changes = resolver.resolve(extracted.messages)
-        write_changes(con, resolver, changes, "deterministic")
+        changes = links.resolve_with_links(resolver, extracted.messages, placed)
+        write_changes(con, resolver, changes, "deterministic", links.merge_details(placed))
         write_blocked(con, extracted)
         traits.observe(con, after, upto)
         accounts.observe(con, after, upto)
@@ -264,16 +290,136 @@ class IdentityGraph:
 
     def add_override(self, kind: str, key: Key, other: Key | None, reason: str) -> dict:
         """Record an override and re-derive the part of the graph it affects."""
-        with self._lock, self.warehouse.transaction() as con:
-            override_id, owners = overrides.add(con, self.rules, kind, key, other, reason)
-            before, after, replayed = overrides.replay(
-                con, self.rules, self.trait_rules, self.computed_traits, self.clock(), owners
-            )
-            overrides.audit(con, f"override:{kind}", override_id, reason, before, after, replayed)
-            publish.mark_dirty(con, [*before, *after])
-        self.publish()
-        return {"id": override_id, "profiles_before": before, "profiles_after": after,
-                "events_replayed": replayed}  # fmt: skip
+        with self._lock:
+            with self.warehouse.transaction() as con:
+                override_id, owners = overrides.add(con, self.rules, kind, key, other, reason)
+                result = self._replay(con, f"override:{kind}", override_id, reason, owners)
+            self._publish()
+        return {"id": override_id, **result}
+
+    def _replay(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        action: str,
+        ref: str | None,
+        note: str | None,
+        owners: set[str],
+    ) -> dict:
+        before, after, replayed = overrides.replay(
+            con, self.rules, self.trait_rules, self.computed_traits, self.clock(), owners
+        )
+        overrides.audit(con, action, ref, note, before, after, replayed)
+        publish.mark_dirty(con, [*before, *after])
+        return {"profiles_before": before, "profiles_after": after, "events_replayed": replayed}
+
+    def _owners(self, con: duckdb.DuckDBPyConnection, keys: list[Key]) -> set[str]:
+        owners = set()
+        for namespace, value in keys:
+            owners.update(row[0] for row in con.execute(
+                "SELECT profile_id FROM identifiers WHERE namespace = ? AND value = ?",
+                [namespace, value],
+            ).fetchall())  # fmt: skip
+        return owners
+
+    def always_link(self, a: Key, b: Key, reason: str) -> dict:
+        """A manual link: join the profiles holding ``a`` and ``b`` (the rules still
+        apply; a refused link is recorded)."""
+        for namespace, _ in (a, b):
+            if namespace not in self.rules.namespaces:
+                raise links.LinkError("unknown_namespace", f"unknown namespace {namespace!r}")
+        if not reason.strip():
+            raise links.LinkError("invalid_link", "a link needs a reason")
+        with self._lock:
+            with self.warehouse.transaction() as con:
+                for key in (a, b):
+                    if not self._owners(con, [key]):
+                        raise links.LinkError(
+                            "identifier_not_found", f"no profile has {key[0]}:{key[1]}"
+                        )
+                position = self.cursor.position()
+                link_id = links.record(con, "manual", a, b, "active", position=position,
+                                       note=reason)  # fmt: skip
+                if link_id is None:
+                    raise links.LinkError("link_exists", "these identifiers are linked already")
+                result = self._replay(con, "link:manual", link_id, reason,
+                                      self._owners(con, [a, b]))  # fmt: skip
+            self._publish()
+        return {"id": link_id, **result}
+
+    def decide_link(self, link_id: str, action: str, note: str | None = None) -> dict:
+        """``accept`` a link waiting for review (it is merged), ``reject`` it, or ``undo``
+        an active one (its profiles are split again)."""
+        with self._lock:
+            with self.warehouse.transaction() as con:
+                link = links.get(con, link_id)
+                expected = {"accept": "review", "reject": "review", "undo": "active"}
+                if action not in expected:
+                    raise links.LinkError("invalid_action", "action is accept, reject or undo")
+                if link["status"] != expected[action]:
+                    raise links.LinkError(
+                        "invalid_state", f"the link is {link['status']}; cannot {action} it"
+                    )
+                keys = [
+                    (link["namespace_a"], link["value_a"]),
+                    (link["namespace_b"], link["value_b"]),
+                ]
+                if action == "reject":
+                    links.set_status(con, link_id, "rejected", None, note)
+                    return {"id": link_id, "status": "rejected"}
+                owners = self._owners(con, keys)
+                if action == "accept":
+                    links.set_status(con, link_id, "active", self.cursor.position(), note)
+                else:
+                    status = "rejected" if link["kind"] == "probabilistic" else "undone"
+                    links.set_status(con, link_id, status, None, note)
+                result = self._replay(con, f"link:{action}", link_id, note, owners)
+            self._publish()
+        return {"id": link_id, "status": links.get(self.warehouse.cursor(), link_id)["status"],
+                **result}  # fmt: skip
+
+    def match(self, config: MatchConfig | None = None) -> dict:
+        """Run probabilistic matching over the profiles: pairs the matcher would merge are
+        linked and merged at once, pairs between the review thresholds wait for review.
+        Pairs decided before (rejected, undone) are not proposed again."""
+        found = probabilistic.find_pairs(self.warehouse.cursor(), config)
+        counts = {"records": found["records"], "pairs": len(found["pairs"]), "merged": 0,
+                  "review": 0, "known": 0}  # fmt: skip
+        with self._lock:
+            with self.warehouse.transaction() as con:
+                anchors = {row[0]: (row[1], row[2]) for row in con.execute(
+                    "SELECT profile_id, anchor_namespace, anchor_value FROM identity_profiles "
+                    "WHERE merged_into IS NULL"
+                ).fetchall()}  # fmt: skip
+                position = self.cursor.position()
+                owners: set[str] = set()
+                for pair in found["pairs"]:
+                    left, right = pair["record_id_l"], pair["record_id_r"]
+                    if left not in anchors or right not in anchors:
+                        continue
+                    merge = pair["decision"] == "merge" and not pair["vetoed_by"]
+                    link_id = links.record(
+                        con, "probabilistic", anchors[left], anchors[right],
+                        "active" if merge else "review",
+                        position=position if merge else None,
+                        probability=pair["match_probability"],
+                        reasons=orjson.loads(pair["reasons"]) if pair["reasons"] else None,
+                        note=f"not merged automatically: different {pair['vetoed_by']}"
+                        if pair["vetoed_by"] else None,
+                    )  # fmt: skip
+                    if link_id is None:
+                        counts["known"] += 1
+                    elif merge:
+                        counts["merged"] += 1
+                        owners |= {left, right}
+                    else:
+                        counts["review"] += 1
+                if owners:
+                    replay = self._replay(con, "link:match", None, None, owners)
+                    counts["profiles_before"] = len(replay["profiles_before"])
+                    counts["profiles_after"] = len(replay["profiles_after"])
+                    counts["events_replayed"] = replay["events_replayed"]
+            self._publish()
+        return counts
 
     def rebuild(self) -> int:
         """Forget the derived graph and resolve every stored event again, in order."""
@@ -284,6 +430,10 @@ class IdentityGraph:
     def rebuild_fast(self) -> int:
         """:meth:`rebuild` without replaying message by message: the same tables, derived
         with array operations where no rule can fire (see :mod:`onefold.unify.stitch`)."""
+        with self._lock, self.warehouse.transaction() as con:
+            replay = links.has_active(con)  # links are placed among events: replay them
+        if replay:
+            return self.rebuild()
         with self._lock:
             with self.warehouse.transaction() as con:
                 count = stitch.rebuild(

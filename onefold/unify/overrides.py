@@ -20,7 +20,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from onefold.unify import computed, traits
+from onefold.unify import computed, links, traits
 from onefold.unify.identifiers import extraction_sql, group_messages
 from onefold.unify.resolver import Key, Resolver
 from onefold.unify.rules import IdentityRules
@@ -74,6 +74,13 @@ def component(con: duckdb.DuckDBPyConnection, seeds: set[str]) -> set[str]:
                 WHERE profile_id IN (SELECT profile_id FROM frontier)
                    OR other_id IN (SELECT profile_id FROM frontier)
                    OR owner_id IN (SELECT profile_id FROM frontier)
+                UNION ALL
+                SELECT a.profile_id, b.profile_id, NULL FROM identity_links l
+                JOIN identifiers a ON a.namespace = l.namespace_a AND a.value = l.value_a
+                JOIN identifiers b ON b.namespace = l.namespace_b AND b.value = l.value_b
+                WHERE l.status = 'active'
+                  AND (a.profile_id IN (SELECT profile_id FROM frontier)
+                       OR b.profile_id IN (SELECT profile_id FROM frontier))
                 """
             ).fetchall()
         finally:
@@ -128,6 +135,28 @@ def replay(
             WHERE {_resolved("x.profile_id")} IN (SELECT profile_id FROM affected)
             """
         )
+        # what links did to these profiles goes with them (links are replayed below)
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE replay_ids AS SELECT profile_id FROM identity_profiles
+            WHERE coalesce(merged_into, profile_id) IN (SELECT profile_id FROM affected)
+            """
+        )
+        con.execute(
+            f"""
+            DELETE FROM identity_merges WHERE message_id LIKE '{links.PREFIX}%'
+              AND (surviving_id IN (SELECT profile_id FROM replay_ids)
+                   OR absorbed_id IN (SELECT profile_id FROM replay_ids))
+            """
+        )
+        con.execute(
+            f"""
+            DELETE FROM identity_refusals WHERE message_id LIKE '{links.PREFIX}%'
+              AND (profile_id IN (SELECT profile_id FROM replay_ids)
+                   OR other_profile_id IN (SELECT profile_id FROM replay_ids))
+            """
+        )
+        con.execute("DROP TABLE replay_ids")
         con.execute("DELETE FROM identifiers WHERE profile_id IN (SELECT profile_id FROM affected)")
         con.execute(
             """
@@ -145,9 +174,11 @@ def replay(
     ).fetchall()
     blocked, never = active(con)
     extracted = group_messages(rows, rules, blocked)
+    keys = {key for message in extracted.messages for key in message.identifiers}
+    applied = links.active_touching(con, keys)
     resolver = Resolver(rules, never)
-    changes = resolver.resolve(extracted.messages)
-    write_changes(con, resolver, changes, "deterministic")
+    changes = links.resolve_with_links(resolver, extracted.messages, applied)
+    write_changes(con, resolver, changes, "deterministic", links.merge_details(applied))
     after = _profiles_of(con, set(resolver.profiles))
     touched = sorted(affected | set(resolver.profiles))
     traits.refresh(con, trait_rules, touched)
@@ -216,5 +247,5 @@ def clear_graph(con: duckdb.DuckDBPyConnection) -> None:
                   "identity_blocked", "trait_observations", "profile_traits",
                   "computed_traits", "account_events", "account_observations"):  # fmt: skip
         con.execute(f"DELETE FROM {table}")
-    con.execute("DELETE FROM identity_merges WHERE method = 'deterministic'")
+    con.execute("DELETE FROM identity_merges")  # links' merges too: a rebuild replays them
     con.execute("DELETE FROM consumer_cursors WHERE consumer = 'identity'")

@@ -191,6 +191,21 @@ class Resolver:
             attributions.append((message.seq, first[0], first[1]))
         return changes
 
+    def link(self, seq: int, message_id: str, a: Key, b: Key) -> None:
+        """Join the profiles holding ``a`` and ``b`` as a message holding both would, but
+        adding neither: a link between identifiers no profile holds (any more) does
+        nothing. The rules apply; a refused link is recorded like any other."""
+        owner_a, owner_b = self.owner.get(a), self.owner.get(b)
+        if owner_a is None or owner_b is None or owner_a == owner_b:
+            return
+        target, other = self.profiles[owner_a], self.profiles[owner_b]
+        message = Message(seq, message_id, "", (a, b))
+        refusal = self._merge_refusal(target, other)
+        if refusal:
+            self._refuse(message, b, owner_a, owner_b, *refusal)
+            return
+        self._merge(target, other, message, b, None)
+
     def surviving(self, profile_id: str) -> str:
         """Where a profile absorbed during this run ended up."""
         while profile_id in self.redirect:

@@ -17,9 +17,11 @@ from onefold.collect.sources import SOURCE_TYPES, SourceError
 from onefold.interfaces.api import errors
 from onefold.interfaces.api.errors import APIError
 from onefold.runtime import Onefold
+from onefold.unify import links
 from onefold.unify.accounts import account_view
 from onefold.unify.dryrun import dry_run
 from onefold.unify.health import health_report
+from onefold.unify.links import LinkError
 from onefold.unify.overrides import OverrideError
 from onefold.unify.profiles import ProfileError, parse_identifier
 from onefold.unify.profiles import timeline as profile_timeline
@@ -72,6 +74,25 @@ class OverrideIn(BaseModel):
     identifier: str = Field(description="namespace:value")
     other: str | None = Field(default=None, description="namespace:value (never_link)")
     reason: str = Field(min_length=1, description="Why, for the audit.")
+
+
+class LinkIn(BaseModel):
+    identifier: str = Field(description="namespace:value")
+    other: str = Field(description="namespace:value")
+    reason: str = Field(min_length=1, description="Why, for the audit.")
+
+
+class DecisionIn(BaseModel):
+    note: str | None = Field(default=None, description="Why, for the audit.")
+
+
+class MatchIn(BaseModel):
+    auto_merge: float = Field(
+        default=0.95, gt=0, le=1, description="Pairs at least this probable are merged."
+    )
+    review_low: float = Field(
+        default=0.5, gt=0, le=1, description="Pairs at least this probable go to review."
+    )
 
 
 class EventPage(BaseModel):
@@ -249,6 +270,69 @@ def create_api(onefold: Onefold) -> FastAPI:
             )  # fmt: skip
         except (ProfileError, OverrideError) as error:
             raise APIError(400, error.code, error.message) from error
+
+    @api.post("/v1/identity/links", dependencies=auth, status_code=201)
+    def identity_link(body: LinkIn) -> dict:
+        """Always link two identifiers: their profiles are merged (the rules still apply;
+        a refused link is recorded). Undo it with `POST /v1/identity/links/{id}/undo`."""
+        rules = onefold.settings.identity
+        onefold.flush()
+        try:
+            a = parse_identifier(body.identifier, rules)
+            b = parse_identifier(body.other, rules)
+            return onefold.identity.always_link(
+                (a.namespace, a.value), (b.namespace, b.value), body.reason
+            )
+        except (ProfileError, LinkError) as error:
+            raise APIError(400, error.code, error.message) from error
+
+    @api.get("/v1/identity/links", dependencies=auth)
+    def identity_links(
+        status: Annotated[
+            Literal[links.STATUSES] | None,
+            Query(  # type: ignore[valid-type]
+                description="review: the queue waiting for a decision"
+            ),
+        ] = None,
+        kind: Annotated[Literal[links.KINDS] | None, Query()] = None,  # type: ignore[valid-type]
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict:
+        """Probabilistic and manual links, the most probable first, with the reasons (per
+        field, the agreement level and its match weight) and each side's profile."""
+        return {"links": links.list_links(
+            onefold.warehouse.cursor(), status=status, kind=kind, limit=limit
+        )}  # fmt: skip
+
+    @api.post("/v1/identity/links/{link_id}/{action}", dependencies=auth)
+    def identity_link_decision(
+        link_id: str, action: Literal["accept", "reject", "undo"], body: DecisionIn | None = None
+    ) -> dict:
+        """accept a link waiting for review (its profiles are merged), reject it, or undo
+        an active link (its profiles are split again, and the matcher will not propose the
+        pair again)."""
+        try:
+            return onefold.identity.decide_link(link_id, action, body.note if body else None)
+        except LinkError as error:
+            status = 404 if error.code == "link_not_found" else 409
+            if error.code == "invalid_action":
+                status = 400
+            raise APIError(status, error.code, error.message) from error
+
+    @api.post("/v1/identity/match", dependencies=auth)
+    def identity_match(body: MatchIn | None = None) -> dict:
+        """Run probabilistic matching over the profiles' traits (names, e-mail, phone,
+        address, birthday): pairs over `auto_merge` are merged at once, recorded as
+        probabilistic with their probability and reasons, and can be undone; pairs between
+        `review_low` and `auto_merge` wait in the review queue."""
+        body = body or MatchIn()
+        if body.review_low > body.auto_merge:
+            raise APIError(400, "invalid_thresholds", "review_low must not exceed auto_merge")
+        onefold.flush()
+        from onefold.unify.matching import MatchConfig
+
+        return onefold.identity.match(
+            MatchConfig(auto_merge=body.auto_merge, review_low=body.review_low)
+        )
 
     @api.post("/v1/identity/rebuild", dependencies=auth)
     def identity_rebuild() -> dict:
