@@ -14,7 +14,14 @@
 --                  send GET /version every 100 ms until wrk stops, so every batch sent
 --                  gets its answer counted (wrk drops requests in flight when it stops)
 --   BENCH_CONNECTIONS  number of connections (= wrk threads)
+--   BENCH_MAX_BATCHES  optional: batches per connection, after which it stops sending
+--                  batches as after BENCH_STOP (bench/realtime.py then ends wrk early)
 --   BENCH_OUT      where done() writes the figures as JSON
+--
+-- Another script can run this one with its own messages: it defines the global
+-- message_hooks = { init = function() end, stamp = function() return "..." end,
+-- message = function(stamp) return body end } and then dofile()s this file (see
+-- bench/realtime.lua). Without it, messages cycle through a fixed pool of 256 bodies.
 --
 -- With BENCH_RATE set the load is open loop: request k of a connection is due at
 -- start + k / rate, and its latency is counted from that due time, not from when it
@@ -39,6 +46,8 @@ local batch_size = tonumber(os.getenv("BENCH_BATCH") or "100")
 local rate = tonumber(os.getenv("BENCH_RATE") or "0")
 local stop_after = tonumber(os.getenv("BENCH_STOP") or "1e9") * 1000000
 local out_path = os.getenv("BENCH_OUT")
+local max_batches = tonumber(os.getenv("BENCH_MAX_BATCHES") or "0")
+local hooks = message_hooks
 
 local nthreads = tonumber(os.getenv("BENCH_CONNECTIONS") or "1")
 
@@ -132,11 +141,11 @@ local function make_pool(stamp)
 end
 
 local function batch_body()
-  local parts = { '{"sentAt":"', pool.stamp, '","batch":[' }
+  local stamp = hooks and hooks.stamp() or pool.stamp
+  local parts = { '{"sentAt":"', stamp, '","batch":[' }
   local n = #parts
   for k = 1, batch_size do
     counter = counter + 1
-    pool_next = pool_next % #pool + 1
     n = n + 1
     parts[n] = (k > 1 and ',{"messageId":"' or '{"messageId":"')
     n = n + 1
@@ -144,13 +153,22 @@ local function batch_body()
     n = n + 1
     parts[n] = '",'
     n = n + 1
-    parts[n] = pool[pool_next]
+    if hooks then
+      parts[n] = hooks.message(stamp)
+    else
+      pool_next = pool_next % #pool + 1
+      parts[n] = pool[pool_next]
+    end
   end
   parts[n + 1] = "]}"
   return table.concat(parts)
 end
 
 function init(args)
+  if hooks then
+    hooks.init()
+    return
+  end
   local stamp = os.date("!%Y-%m-%dT%H:%M:%S.000Z")
   pool = make_pool(stamp)
   pool.stamp = stamp
@@ -172,10 +190,14 @@ local function start(now)
   end
 end
 
+local function stopped(now)
+  return now - started_us >= stop_after or (max_batches > 0 and sent >= max_batches)
+end
+
 function delay()
   local now = now_us()
   start(now)
-  if now - started_us >= stop_after then
+  if stopped(now) then
     return 100
   end
   if rate > 0 and due_us > now then
@@ -195,7 +217,7 @@ function request()
   end
   local now = now_us()
   start(now)
-  if now - started_us >= stop_after then
+  if stopped(now) then
     in_flight_kind = "probe"
     return wrk.format("GET", "/version")
   end

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -85,6 +86,38 @@ def machine_cpu() -> tuple[float, float]:
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_pct(seconds: float = 1.0) -> float:
+    """How busy the whole machine is over the next ``seconds``, in percent."""
+    busy0, total0 = machine_cpu()
+    time.sleep(seconds)
+    busy1, total1 = machine_cpu()
+    return round((busy1 - busy0) / max(total1 - total0, 1e-9) * 100, 1)
+
+
+class CpuMeter:
+    """Cores used by the server, by child processes (wrk) and by everything else on the
+    machine between its creation and :meth:`read`."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.pid = server_pid
+        self.server = process_cpu(server_pid)
+        self.children = children_cpu()
+        self.busy, self.total = machine_cpu()
+
+    def read(self) -> tuple[dict, float]:
+        """The cores used per kind, and the server's CPU seconds."""
+        busy, total = machine_cpu()
+        server_cpu = process_cpu(self.pid) - self.server
+        wrk_cpu = children_cpu() - self.children
+        wall = (total - self.total) / (os.cpu_count() or 1)
+        cores = {
+            "server": round(server_cpu / wall, 2),
+            "wrk": round(wrk_cpu / wall, 2),
+            "other": round(max(0.0, busy - self.busy - server_cpu - wrk_cpu) / wall, 2),
+        }
+        return cores, server_cpu
 
 
 def percentile(values: list[int], q: float) -> float:
@@ -211,10 +244,18 @@ def run_wrk(
     cpus: str | None,
     grace: float,
     out: Path,
+    script: Path = SCRIPT,
+    env: dict[str, str] | None = None,
+    stop_when: Callable[[], bool] | None = None,
 ) -> dict:
-    """One wrk run; returns the figures bench/ingest.lua collected."""
+    """One wrk run; returns the figures bench/ingest.lua collected.
+
+    ``script`` may be another script built on ingest.lua (bench/realtime.lua), ``env``
+    adds to its configuration, and ``stop_when``, polled every 0.2 s, ends the run early
+    (SIGINT: wrk stops and still reports)."""
     env = {
         **os.environ,
+        **(env or {}),
         "BENCH_PATH": path,
         "BENCH_AUTH": auth,
         "BENCH_PREFIX": prefix,
@@ -226,12 +267,23 @@ def run_wrk(
     }
     total = int(duration + grace + 0.999)
     command = ["wrk", f"-t{connections}", f"-c{connections}", f"-d{total}s", "--timeout", "30s"]
-    command += ["-s", str(SCRIPT), url]
+    command += ["-s", str(script), url]
     if cpus:
         command = ["taskset", "-c", cpus, *command]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0 or not out.exists():
-        raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    if stop_when is None:
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+    else:
+        pipe = subprocess.PIPE
+        wrk = subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe, text=True)
+        while wrk.poll() is None and not stop_when():
+            time.sleep(0.2)
+        if wrk.poll() is None:
+            wrk.send_signal(signal.SIGINT)
+        stdout, stderr = wrk.communicate()
+        returncode = wrk.returncode
+    if returncode != 0 or not out.exists():
+        raise SystemExit(f"wrk failed ({returncode}):\n{stdout}\n{stderr}")
     figures = json.loads(out.read_text())
     out.unlink()
     threads = figures["threads"]
@@ -293,10 +345,7 @@ def main() -> None:
         args.server_cpus = args.wrk_cpus = ""
 
     # How busy the machine is before we start: other work skews every figure.
-    busy0, total0 = machine_cpu()
-    time.sleep(1)
-    busy1, total1 = machine_cpu()
-    idle_check = round((busy1 - busy0) / max(total1 - total0, 1e-9) * 100, 1)
+    idle_check = machine_busy_pct()
     if idle_check > 10:
         print(f"warning: the machine is {idle_check}% busy before the run", file=sys.stderr)
 
@@ -313,9 +362,7 @@ def main() -> None:
 
         def run(name: str, path: str, rate: float, duration: float) -> dict:
             sampler.phase = name
-            server_before = process_cpu(server.pid)
-            wrk_before = children_cpu()
-            busy_before, total_before = machine_cpu()
+            meter = CpuMeter(server.pid)
             figures = run_wrk(
                 server.url,
                 path,
@@ -328,15 +375,7 @@ def main() -> None:
                 grace=args.grace,
                 out=workdir / f"{name}.json",
             )
-            busy, total = machine_cpu()
-            server_cpu = process_cpu(server.pid) - server_before
-            wrk_cpu = children_cpu() - wrk_before
-            wall = (total - total_before) / (os.cpu_count() or 1)
-            figures["cpu_cores"] = {
-                "server": round(server_cpu / wall, 2),
-                "wrk": round(wrk_cpu / wall, 2),
-                "other": round(max(0.0, busy - busy_before - server_cpu - wrk_cpu) / wall, 2),
-            }
+            figures["cpu_cores"], server_cpu = meter.read()
             events = figures["events_acked"]
             figures["server_cpu_us_per_event"] = (
                 round(server_cpu / events * 1e6, 1) if events else None

@@ -90,7 +90,7 @@ class Onefold:
                 mark_all_dirty(con)
         self.identity = IdentityGraph(
             self.warehouse, settings.identity, settings.traits, settings.computed_traits,
-            serving=self.serving,
+            serving=self.serving, publish_interval_ms=settings.publish_interval_ms,
         )  # fmt: skip
         self.profiles = ProfileReader(self.warehouse, self.serving)
         self.unify = UnifyWorker(self.identity, settings.unify_interval_ms)

@@ -87,6 +87,7 @@ class Settings(BaseSettings):
         description="Serve /bench/noop/v1/batch: the batch route without storage, for benchmarks.",
     )
     unify_interval_ms: int = 200
+    publish_interval_ms: int = 1000
     identity: IdentityRules = Field(default_factory=IdentityRules)
     traits: TraitRules = Field(default_factory=TraitRules)
     computed_traits: list[ComputedTrait] = Field(default_factory=default_computed_traits)

@@ -274,6 +274,10 @@ def identity_health(
     for row in report["refused_links"]:
         refused.add_row(row["rule"], row["namespace"], str(row["links"]))
     console.print(refused)
+    if report.get("links"):
+        console.print("Links beyond the rules: " + ", ".join(
+            f"{row['links']:,} {row['kind']} {row['status']}" for row in report["links"]
+        ))  # fmt: skip
 
 
 @identity_app.command("block")

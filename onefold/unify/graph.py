@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -254,6 +255,7 @@ class IdentityGraph:
         computed_traits: list[ComputedTrait] | None = None,
         clock: Callable[[], datetime] = _now,
         serving: ServingStore | None = None,
+        publish_interval_ms: int = 1000,
     ) -> None:
         self.warehouse = warehouse
         self.serving = serving
@@ -265,6 +267,8 @@ class IdentityGraph:
         self._lock = threading.Lock()
         self.lag = Lag()
         self._pending_received = np.array([], dtype="datetime64[us]")
+        self._unpublished: list[np.ndarray] = []
+        self.publish_interval = publish_interval_ms / 1000
 
     def _process(self, con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
         blocked, never = overrides.active(con)
@@ -453,12 +457,12 @@ class IdentityGraph:
             self._publish()
 
     def process(self, limit: int = 50_000) -> int:
-        """Resolve the next events, at most ``limit``; returns how many were read."""
+        """Resolve the next events, at most ``limit``; returns how many were read. Their
+        profiles reach the serving store at the next :meth:`publish`."""
         with self._lock:
             count = self.cursor.consume_range(self._process, limit)
             if count:
-                self._publish()
-                self.lag.record(self._pending_received)
+                self._unpublished.append(self._pending_received)
             return count
 
     def publish(self) -> int:
@@ -468,17 +472,31 @@ class IdentityGraph:
             return self._publish()
 
     def _publish(self) -> int:
-        if self.serving is None:
-            return 0
-        return publish.publish(self.warehouse, self.serving)
+        published = 0
+        if self.serving is not None:
+            published = publish.publish(self.warehouse, self.serving)
+        for received in self._unpublished:  # their profiles are now visible
+            self.lag.record(received)
+        self._unpublished.clear()
+        return published
 
     def process_all(self, limit: int = 50_000) -> int:
+        """Resolve every stored event not resolved yet, publishing the changed profiles at
+        least every ``publish_interval_ms`` and at the end.
+
+        Publishing costs about the same for one profile as for thousands (it scans the
+        tables a view is made of once per call), so under a steady stream the profiles
+        several micro-batches touched are published together."""
         total = 0
+        last = time.monotonic()
         while True:
             count = self.process(limit)
+            total += count
+            if not count or time.monotonic() - last >= self.publish_interval:
+                self.publish()
+                last = time.monotonic()
             if not count:
                 return total
-            total += count
 
 
 class UnifyWorker:
@@ -504,7 +522,6 @@ class UnifyWorker:
             self._wake.clear()
             try:
                 self.graph.process_all()
-                self.graph.publish()  # what an earlier round or run left unpublished
                 self.last_error = None
             except Exception as exc:  # keep serving; the batch is retried next round
                 self.last_error = f"{type(exc).__name__}: {exc}"

@@ -12,7 +12,8 @@ def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
 
 def health_report(con: duckdb.DuckDBPyConnection, over: int = 20, top: int = 10) -> dict:
     """Largest profiles, how many hold more than ``over`` identifiers, links refused per
-    rule and namespace, and the most frequent blocked values."""
+    rule and namespace, the most frequent blocked values, and links beyond the rules per
+    kind and status (``review``: the queue waiting for a person)."""
     totals = con.execute(
         """
         SELECT (SELECT count(*) FROM identity_profiles WHERE merged_into IS NULL),
@@ -48,6 +49,9 @@ def health_report(con: duckdb.DuckDBPyConnection, over: int = 20, top: int = 10)
         """,
         [top],
     ))  # fmt: skip
+    links = _rows(con.execute(
+        "SELECT kind, status, count(*) AS links FROM identity_links GROUP BY ALL ORDER BY ALL"
+    ))  # fmt: skip
     return {
         "profiles": totals[0],
         "identifiers": totals[1],
@@ -56,4 +60,5 @@ def health_report(con: duckdb.DuckDBPyConnection, over: int = 20, top: int = 10)
         "profiles_over": {"identifiers": over, "profiles": over_count},
         "refused_links": refused,
         "blocked_values": blocked,
+        "links": links,
     }

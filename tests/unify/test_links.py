@@ -102,6 +102,9 @@ def test_probabilistic_matches_merge_queue_and_undo(tmp_path):
         result = client.identity("match", {})
         assert result["merged"] > 5 and result["review"] > 0
         assert con.execute(live).fetchone()[0] == profiles_before - result["merged"]
+        health = {(r["kind"], r["status"]): r["links"] for r in client.identity("health")["links"]}
+        assert health == {("probabilistic", "active"): result["merged"],
+                          ("probabilistic", "review"): result["review"]}  # fmt: skip
 
         # the merges are recorded as probabilistic, with their probability and reasons,
         # and join records of one person (the generator knows who is who)
