@@ -197,6 +197,109 @@ def _fill(con: duckdb.DuckDBPyConnection, views: dict[str, dict]) -> None:
         views[row.pop("owner")]["refused_links"].append(row)
 
 
+def _iso(column: str) -> str:
+    """A timestamp as Python's ``isoformat()`` writes it (what the API answers)."""
+    return (
+        f"CASE WHEN {column} IS NULL THEN NULL "
+        f"WHEN microsecond({column}) % 1000000 = 0 "
+        f"THEN strftime({column}, '%Y-%m-%dT%H:%M:%S') "
+        f"ELSE strftime({column}, '%Y-%m-%dT%H:%M:%S.%f') END"
+    )
+
+
+_VIEWS_JSON = f"""
+WITH owners AS (
+    SELECT profile_id, profile_id AS owner FROM view_ids
+    UNION ALL
+    SELECT profile_id, merged_into FROM identity_profiles
+    WHERE merged_into IN (SELECT profile_id FROM view_ids)
+), traits AS (
+    SELECT t.profile_id, ('{{' || string_agg(to_json(t.trait) || ':' || json_object(
+               'value', t.value, 'source', s.name, 'updated_at', {_iso('t."timestamp"')}
+           ), ',' ORDER BY t.trait) || '}}') AS j
+    FROM profile_traits t LEFT JOIN sources s ON s.id = t.source_id
+    WHERE t.profile_id IN (SELECT profile_id FROM view_ids)
+    GROUP BY t.profile_id
+), computed AS (
+    SELECT profile_id,
+           ('{{' || string_agg(to_json(name) || ':' || value, ',' ORDER BY name) || '}}') AS j
+    FROM computed_traits WHERE profile_id IN (SELECT profile_id FROM view_ids)
+    GROUP BY profile_id
+), accounts AS (
+    SELECT profile_id,
+           ('[' || string_agg(to_json(group_id), ',' ORDER BY group_id) || ']') AS j FROM (
+        SELECT DISTINCT i.profile_id, a.group_id FROM account_events a
+        JOIN event_identity ei ON ei.seq = a.seq
+        JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
+        WHERE i.profile_id IN (SELECT profile_id FROM view_ids)
+    ) GROUP BY profile_id
+), identities AS (
+    SELECT i.profile_id, ('[' || string_agg(json_object(
+               'namespace', i.namespace, 'value', i.value, 'source', s.name,
+               'first_seen', {_iso('e."timestamp"')}
+           ), ',' ORDER BY i.first_seq, i.namespace, i.value) || ']') AS j
+    FROM identifiers i
+    LEFT JOIN sources s ON s.id = i.source_id
+    LEFT JOIN events e ON e.seq = i.first_seq
+    WHERE i.profile_id IN (SELECT profile_id FROM view_ids)
+    GROUP BY i.profile_id
+), merges AS (
+    SELECT o.owner AS profile_id, ('[' || string_agg(json_object(
+               'absorbed_id', m.absorbed_id, 'method', m.method, 'namespace', m.namespace,
+               'value', m.value, 'message_id', m.message_id, 'probability', m.probability,
+               'reasons', m.reasons, 'created_at', {_iso("m.created_at")},
+               'message_received_at', {_iso("e.received_at")}
+           ), ',' ORDER BY m.created_at, m.seq, m.absorbed_id) || ']') AS j
+    FROM identity_merges m
+    JOIN owners o ON o.profile_id = m.surviving_id
+    LEFT JOIN events e ON e.seq = m.seq
+    GROUP BY o.owner
+), refusals AS (
+    SELECT x.owner AS profile_id, ('[' || string_agg(json_object(
+               'rule', x.rule, 'namespace', x.namespace, 'value', x.value,
+               'other_profile_id', coalesce(p.merged_into, x.other_profile_id),
+               'detail', x.detail, 'message_id', x.message_id,
+               'created_at', {_iso("x.created_at")}
+           ), ',' ORDER BY x.seq DESC, x.namespace, x.value, x.rule) || ']') AS j
+    FROM (
+        SELECT o.owner, x.*, row_number() OVER (
+            PARTITION BY o.owner ORDER BY x.seq DESC, x.namespace, x.value, x.rule) AS rank
+        FROM identity_refusals x JOIN owners o ON o.profile_id = x.profile_id
+    ) x
+    LEFT JOIN identity_profiles p ON p.profile_id = x.other_profile_id
+    WHERE x.rank <= 50
+    GROUP BY x.owner
+)
+SELECT v.profile_id, CAST(json_object(
+    'profile_id', v.profile_id,
+    'traits', CAST(coalesce(traits.j, '{{}}') AS JSON),
+    'computed_traits', CAST(coalesce(computed.j, '{{}}') AS JSON),
+    'accounts', CAST(coalesce(accounts.j, '[]') AS JSON),
+    'identities', CAST(coalesce(identities.j, '[]') AS JSON),
+    'merges', CAST(coalesce(merges.j, '[]') AS JSON),
+    'refused_links', CAST(coalesce(refusals.j, '[]') AS JSON)
+) AS VARCHAR)
+FROM view_ids v
+LEFT JOIN traits USING (profile_id) LEFT JOIN computed USING (profile_id)
+LEFT JOIN accounts USING (profile_id) LEFT JOIN identities USING (profile_id)
+LEFT JOIN merges USING (profile_id) LEFT JOIN refusals USING (profile_id)
+"""
+
+
+def profile_views_json(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -> dict[str, bytes]:
+    """:func:`profile_views`, serialised by DuckDB in one query: the same JSON (tested),
+    without building each view in Python. What the serving store holds."""
+    ids = sorted(set(profile_ids))
+    if not ids:
+        return {}
+    con.register("view_ids", pa.table({"profile_id": pa.array(ids, pa.string())}))
+    try:
+        rows = con.execute(_VIEWS_JSON).fetchall()
+    finally:
+        con.unregister("view_ids")
+    return {profile_id: view.encode() for profile_id, view in rows}
+
+
 def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -276,5 +379,5 @@ class ProfileReader:
         """The profile's view, serialised as the profile API answers with it."""
         view = self.serving.view(profile_id)
         if view is None:
-            view = orjson.dumps(profile_view(self.warehouse.cursor(), profile_id))
+            view = profile_views_json(self.warehouse.cursor(), [profile_id])[profile_id]
         return view

@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import duckdb
-import orjson
 import pyarrow as pa
 
 from onefold.store import Warehouse
 from onefold.store.serving import PROFILE_NAMESPACE, ServingStore
-from onefold.unify.profiles import profile_views
+from onefold.unify.profiles import profile_views_json
 
 
 def mark_dirty(con: duckdb.DuckDBPyConnection, profile_ids: Iterable[str]) -> None:
@@ -128,7 +127,7 @@ def _keys_and_views(
     (absorbed ones included), and the view."""
     if not live:
         return [], []
-    views = profile_views(con, live)
+    views = profile_views_json(con, live)
     con.register("live_ids", pa.table({"profile_id": pa.array(live, pa.string())}))
     try:
         keys = con.execute(
@@ -144,4 +143,4 @@ def _keys_and_views(
         ).fetchall()
     finally:
         con.unregister("live_ids")
-    return keys, [(profile_id, orjson.dumps(view)) for profile_id, view in views.items()]
+    return keys, list(views.items())

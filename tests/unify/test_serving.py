@@ -61,7 +61,10 @@ def onefold(tmp_path: Path):
 
 def assert_served_as_stored(instance: Onefold) -> None:
     """Every identifier and profile id finds its live profile in the serving store, every
-    live profile's view is the warehouse's, and the store holds nothing else."""
+    live profile's view is the warehouse's, and the store holds nothing else.
+
+    The store's views are serialised by DuckDB (``profile_views_json``); they are compared
+    here with the views built in Python (``profile_views``), field by field."""
     con = instance.warehouse.cursor()
     serving = instance.serving
     assert publish.pending(con) == 0
