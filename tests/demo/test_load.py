@@ -28,6 +28,10 @@ def test_demo_loads_every_message_and_export_row(fresh_server: Server, tmp_path)
                     and e["source_id"] == sources["pos"]]  # fmt: skip
     assert len(pos_imported) == len(data.pos_rows)
     assert any("loaded" in line for line in lines)
+    with fresh_server.admin as admin:
+        links = admin.get("/api/v1/identity/links", params={"limit": 1000}).json()["links"]
+    assert links and {link["kind"] for link in links} == {"probabilistic"}
+    assert any("matching merged" in line for line in lines)
 
     again = load_demo(fresh_server.url, ADMIN_TOKEN, tmp_path / "demo", 120, lines.append)
     assert len(fresh_server.events()) == len(events), "loading twice adds nothing"
