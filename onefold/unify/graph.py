@@ -8,6 +8,7 @@ memory, then write the changes back as Arrow tables. Reading the batch and movin
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -385,6 +386,11 @@ class IdentityGraph:
         """Run probabilistic matching over the profiles: pairs the matcher would merge are
         linked and merged at once, pairs between the review thresholds wait for review.
         Pairs decided before (rejected, undone) are not proposed again."""
+        from onefold.unify.matching import MatchConfig
+
+        config = config or MatchConfig()
+        if config.phone_region is None:  # phones typed without a country code
+            config = dataclasses.replace(config, phone_region=self.rules.default_region)
         found = probabilistic.find_pairs(self.warehouse.cursor(), config)
         counts = {"records": found["records"], "pairs": len(found["pairs"]), "merged": 0,
                   "review": 0, "known": 0}  # fmt: skip

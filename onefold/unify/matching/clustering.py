@@ -3,7 +3,9 @@
 Plain connected components turn A–B, B–C, C–D … into one profile even when A and D share
 nothing. Here pairs are merged strongest first, and two groups are joined only if
 
-- no strong identifier conflicts (the groups would hold two different user_ids),
+- no strong identifier conflicts (the groups would hold two different user_ids) and no
+  pair across them is a cannot-link pair (a guard: clearly different first names, as in
+  a household, or birth dates),
 - the result has at most `max_cluster_size` records, and
 - enough of their cross pairs support it: at least `min_link_density` of all
   |A| × |B| cross pairs scored at least `review_low` (one good link between two groups
@@ -11,7 +13,8 @@ nothing. Here pairs are merged strongest first, and two groups are joined only i
 
 Components of merge pairs that are complete (every pair in them is a merge pair) and free
 of conflicts are accepted as they are, without the step-by-step merging: for typical
-data that is nearly all of them.
+data that is nearly all of them (a cannot-link pair is never a merge pair, so a
+component holding one is never complete).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class ClusterInput:
     support_l: np.ndarray  # every pair scored at least review_low, vetoed ones excluded
     support_r: np.ndarray
     strong: list[np.ndarray]  # per strong identifier: a code per record, -1 when missing
+    # cannot-link pairs (guards: clearly different first names or birth dates)
+    cannot_l: np.ndarray | None = None
+    cannot_r: np.ndarray | None = None
 
 
 def connected_components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -96,6 +102,13 @@ def cluster(
     ):
         adjacency[a].add(b)
         adjacency[b].add(a)
+    cannot: dict[int, set[int]] = {}
+    if data.cannot_l is not None and len(data.cannot_l):
+        cl, cr = data.cannot_l, data.cannot_r
+        keep = risky[labels[cl]] & (labels[cl] == labels[cr])
+        for a, b in zip(cl[keep].tolist(), cr[keep].tolist(), strict=True):
+            cannot.setdefault(a, set()).add(b)
+            cannot.setdefault(b, set()).add(a)
     members: dict[int, set[int]] = {x: {x} for x in adjacency}
     root: dict[int, int] = {x: x for x in adjacency}
     strong_values = [
@@ -115,8 +128,11 @@ def cluster(
         ):
             refused += 1
             continue
+        small, big = (ma, mb) if len(ma) <= len(mb) else (mb, ma)
+        if cannot and any(not cannot.get(x, set()).isdisjoint(big) for x in small):
+            refused += 1
+            continue
         if len(ma) > 1 or len(mb) > 1:
-            small, big = (ma, mb) if len(ma) <= len(mb) else (mb, ma)
             links = sum(len(adjacency[x] & big) for x in small)
             if links < min_link_density * len(ma) * len(mb):
                 refused += 1

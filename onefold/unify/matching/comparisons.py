@@ -49,6 +49,67 @@ def _else() -> dict[str, Any]:
     return _level("ELSE", "different")
 
 
+def _names_compatible(x: str, y: str) -> str:
+    """SQL: two name words that may be one name: equal, similar (Jaro-Winkler ≥ 0.88),
+    one a prefix or (from three letters) a part of the other, one typo apart (a letter
+    changed, added, dropped or two swapped), or two apart when both have five letters or
+    more."""
+    return (
+        f"({x} = {y} OR jaro_winkler_similarity({x}, {y}) >= 0.88 "
+        f"OR starts_with({x}, {y}) OR starts_with({y}, {x}) "
+        f"OR (length({y}) >= 3 AND contains({x}, {y})) "
+        f"OR (length({x}) >= 3 AND contains({y}, {x})) "
+        f"OR damerau_levenshtein({x}, {y}) <= "
+        f"CASE WHEN least(length({x}), length({y})) >= 5 THEN 2 ELSE 1 END)"
+    )
+
+
+def first_name_conflict_sql(left: str, right: str) -> str:
+    """SQL: the two records' first names conflict — both given and neither compatible
+    (`_names_compatible`) nor a known nickname of the other (an initial conflicts with a
+    name of another initial), unless the names look swapped: one record's first name
+    is compatible with the other's surname and its surname, if any, with the other's
+    first name. `left` and `right` are the records' table aliases ("a", "b"), or
+    "_l"/"_r" for Splink's pair columns."""
+
+    def col(name: str, side: str) -> str:
+        return quote(name + side) if side.startswith("_") else f"{side}.{quote(name)}"
+
+    fl, fr = col("first_name", left), col("first_name", right)
+    ll, lr = col("last_name", left), col("last_name", right)
+    nl, nr = col("first_name_forms", left), col("first_name_forms", right)
+    initials = f"(length({fl}) = 1 OR length({fr}) = 1)"
+    differ = (
+        f"CASE WHEN {initials} THEN left({fl}, 1) <> left({fr}, 1) "
+        f"ELSE NOT {_names_compatible(fl, fr)} AND NOT list_has_any({nl}, {nr}) END"
+    )
+    swapped = (
+        f"coalesce({_names_compatible(ll, fr)} "
+        f"AND coalesce({_names_compatible(fl, lr)}, true), false) "
+        f"OR coalesce({_names_compatible(lr, fl)} "
+        f"AND coalesce({_names_compatible(fr, ll)}, true), false)"
+    )
+    return f"({fl} IS NOT NULL AND {fr} IS NOT NULL AND ({differ}) AND NOT ({swapped}))"
+
+
+def date_conflict_sql(column: str, left: str, right: str) -> str:
+    """SQL: the two records' dates (normalised column `column`) conflict — both given and
+    in none of the date comparison's agreeing levels (not a typo or two, not day and
+    month swapped, not within a year, not the same day and month). `left` and `right`
+    are table aliases."""
+    a, b = f"{left}.{quote(column)}", f"{right}.{quote(column)}"
+    da, db = f"{left}.{quote(column + '_date')}", f"{right}.{quote(column + '_date')}"
+    return (
+        f"({a} IS NOT NULL AND {b} IS NOT NULL "
+        f"AND NOT (length({a}) = length({b}) AND hamming({a}, {b}) <= 2) "
+        f"AND NOT (substr({a}, 1, 4) = substr({b}, 1, 4) "
+        f"AND substr({a}, 6, 2) = substr({b}, 9, 2) AND substr({a}, 9, 2) = substr({b}, 6, 2)) "
+        f"AND coalesce(abs(date_diff('day', {da}, {db})) > 366, true) "
+        f"AND NOT (substr({a}, 6, 5) = substr({b}, 6, 5) "
+        f"AND coalesce(abs(date_diff('day', {da}, {db})) <= 3660, false)))"
+    )
+
+
 def name_comparison() -> cl.CustomComparison:
     fl, fr = _lr("first_name")
     ll, lr = _lr("last_name")
@@ -142,12 +203,23 @@ def postcode_comparison(col: str) -> cl.CustomComparison:
     return cl.CustomComparison(levels, output_column_name=col)
 
 
+def _null_or_junk(col: str) -> dict[str, Any]:
+    left, right = _lr(col)
+    return _level(
+        f"{left} IS NULL OR {right} IS NULL", "missing (or a junk value)", is_null_level=True
+    )
+
+
 def email_comparison(col: str) -> cl.CustomComparison:
+    """Exact agreement is not adjusted for how common the address is: junk addresses are
+    removed before (junk.py), and any other address belongs to one person or household,
+    so its frequency mostly counts that person's own records. Its weight comes from the
+    share of matches among pairs sharing an address (training.py)."""
     left, right = _lr(col)
     ul, ur = _lr(col + "_user")
     levels = [
-        _null(col),
-        _exact(col),
+        _null_or_junk(col),
+        _exact(col, tf=False),
         _level(f"{ul} = {ur}", "same user name, other domain"),
         _level(f"jaro_winkler_similarity({ul}, {ur}) >= 0.88", "similar user name"),
         _else(),
@@ -156,11 +228,18 @@ def email_comparison(col: str) -> cl.CustomComparison:
 
 
 def phone_comparison(col: str) -> cl.CustomComparison:
+    """E.164 equal; the last nine digits equal (one number's country unknown, or another
+    prefix); one digit different or two swapped. Not frequency-adjusted, like e-mail."""
     left, right = _lr(col)
+    tl, tr = _lr(col + "_tail")
     levels = [
-        _null(col),
-        _exact(col),
-        _level(_one_char(left, right), "one digit different"),
+        _null_or_junk(col),
+        _exact(col, tf=False),
+        _level(f"{tl} = {tr}", "same last nine digits"),
+        _level(
+            f"length({tl}) = length({tr}) AND damerau_levenshtein({tl}, {tr}) <= 1",
+            "one digit different or two swapped",
+        ),
         _else(),
     ]
     return cl.CustomComparison(levels, output_column_name=col)

@@ -1,13 +1,17 @@
 """Normalisation of profile attributes before matching, as one DuckDB projection.
 
 Names lose case, accents and punctuation; emails take a canonical form (no "+tag", no dots
-in Gmail local parts); phones keep their last nine digits (so "+44 7700 900123" and
-"07700 900123" agree); dates become "YYYY-MM-DD" text (a typo'd date stays text, so it can
-still be compared character by character); postcodes get a district (the outward code, or
-all but the last character).
+in Gmail local parts); phones become E.164 ("+447700900123") using the record's country
+(or `MatchConfig.phone_region`) for numbers written nationally, plus their last nine
+digits for numbers whose country is unknown; dates become "YYYY-MM-DD" text (a typo'd
+date stays text, so it can still be compared character by character); postcodes get a
+district (the outward code, or all but the last character).
 """
 
 from __future__ import annotations
+
+import functools
+import re
 
 import duckdb
 
@@ -56,9 +60,80 @@ def _email(expr: str) -> str:
     )
 
 
-def _phone(expr: str) -> str:
-    digits = f"regexp_replace(CAST({expr} AS VARCHAR), '[^0-9]', '', 'g')"
-    return f"(CASE WHEN length({digits}) >= 6 THEN right({digits}, 9) END)"
+# Country names that are not ISO 3166 codes but common in country columns.
+_COUNTRY_ALIASES = {"UK": "GB", "EL": "GR"}
+
+
+@functools.cache
+def region_map_sql() -> str:
+    """A DuckDB MAP literal: ISO region code → [country calling code, national (trunk)
+    prefix, international call prefix], from phonenumbers' metadata ("GB" → ["44", "0",
+    "00"], "IT" → ["39", "", "00"], "US" → ["1", "1", "011"])."""
+    import phonenumbers
+    from phonenumbers.phonemetadata import PhoneMetadata
+
+    items = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        meta = PhoneMetadata.metadata_for_region(region)
+        if meta is None:
+            continue
+        national = meta.national_prefix or ""
+        intl = meta.international_prefix or "00"
+        if not re.fullmatch(r"\d+", intl):  # a pattern such as 0[09]: the usual one
+            intl = "00"
+        code = phonenumbers.country_code_for_region(region)
+        items.append(f"'{region}': ['{code}', '{national}', '{intl}']")
+    return f"MAP {{{', '.join(items)}}}"
+
+
+def region_sql(country: str | None, default: str | None) -> str:
+    """The record's phone region: its country as an ISO code when it is one, else the
+    default region (or NULL)."""
+    fallback = "NULL::VARCHAR" if default is None else _sql_str(default.upper())
+    if country is None:
+        return fallback
+    code = f"upper(trim(CAST({country} AS VARCHAR)))"
+    aliases = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in _COUNTRY_ALIASES.items())
+    code = f"(CASE {code} {aliases} ELSE {code} END)"
+    known = f"CASE WHEN ({region_map_sql()})[{code}] IS NOT NULL THEN {code} END"
+    return f"coalesce({known}, {fallback})"
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _phone_helpers(column: str) -> list[str]:
+    """Helper columns for `_phone` (computed once per record in a subquery): the digits,
+    whether the number starts with "+"."""
+    raw = f"replace(CAST({quote(column)} AS VARCHAR), '(0)', '')"
+    return [
+        f"regexp_replace({raw}, '[^0-9]', '', 'g') AS {quote('__d_' + column)}",
+        f"starts_with(ltrim({raw}), '+') AS {quote('__plus_' + column)}",
+    ]
+
+
+def _phone(column: str) -> str:
+    """E.164 ("+4930123456") where the number says its country ("+", or the region's
+    international prefix) or the record's region is known; else its digits (at least 6).
+
+    Reads the helper columns of `_phone_helpers` and `__ri` (the region's [calling code,
+    national prefix, international prefix], or NULL).
+    """
+    d, plus, ri = quote("__d_" + column), quote("__plus_" + column), "__ri"
+    e164 = (
+        f"CASE WHEN {plus} THEN {d} "
+        f"WHEN {ri} IS NOT NULL AND starts_with({d}, {ri}[3]) "
+        f"THEN substr({d}, length({ri}[3]) + 1) "
+        f"WHEN {ri} IS NULL AND starts_with({d}, '00') THEN substr({d}, 3) "
+        f"WHEN {ri} IS NOT NULL AND {ri}[2] <> '' AND starts_with({d}, {ri}[2]) "
+        f"THEN {ri}[1] || substr({d}, length({ri}[2]) + 1) "
+        f"WHEN {ri} IS NOT NULL THEN {ri}[1] || {d} END"
+    )
+    return (
+        f"CASE WHEN regexp_full_match({e164}, '[1-9][0-9]{{6,14}}') THEN '+' || ({e164}) "
+        f"WHEN length({d}) >= 6 THEN {d} END"
+    )
 
 
 def _date(expr: str, type_name: str) -> str:
@@ -92,7 +167,13 @@ def column_types(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str
     return {row[0]: row[1] for row in rows}
 
 
-def normalise_sql(source: str, types: dict[str, str], fields: list[Field], keep: list[str]) -> str:
+def normalise_sql(
+    source: str,
+    types: dict[str, str],
+    fields: list[Field],
+    keep: list[str],
+    phone_region: str | None = None,
+) -> str:
     """SELECT producing the working table: ids plus normalised matching columns.
 
     unique_id numbers the records 0, 1, … in record_id order (integers join faster than
@@ -129,7 +210,7 @@ def normalise_sql(source: str, types: dict[str, str], fields: list[Field], keep:
         elif kind == "email":
             expr = _email(c)
         elif kind == "phone":
-            expr = _phone(c)
+            expr = _phone(f.column)
         elif kind == "postcode":
             expr = _postcode(c)
         elif kind == "id":
@@ -142,6 +223,12 @@ def normalise_sql(source: str, types: dict[str, str], fields: list[Field], keep:
     for sid in keep:
         if sid in has:
             cols.append(f"nullif(trim(CAST({quote(sid)} AS VARCHAR)), '') AS {quote(sid)}")
+    phones = [f.column for f in fields if f.kind == "phone"]
+    helpers = [h for col in phones for h in _phone_helpers(col)]
+    if phones:
+        country = quote("country") if "country" in has else None
+        helpers.append(f"({region_map_sql()})[{region_sql(country, phone_region)}] AS __ri")
+        source = f"(SELECT *, {', '.join(helpers)} FROM {source})"
     inner = f"SELECT {', '.join(cols)} FROM {source}"
     derived = [
         "CAST(row_number() OVER (ORDER BY record_id) - 1 AS BIGINT) AS unique_id",
@@ -165,6 +252,11 @@ def normalise_sql(source: str, types: dict[str, str], fields: list[Field], keep:
     for dc in [f.column for f in fields if f.kind == "date"]:
         derived.append(
             f"CAST(try_strptime({quote(dc)}, '%Y-%m-%d') AS DATE) AS {quote(dc + '_date')}"
+        )
+    for ph in phones:
+        # The last nine digits: agree whatever the country prefix, or where it is unknown.
+        derived.append(
+            f"right(regexp_replace({quote(ph)}, '[^0-9]', '', 'g'), 9) AS {quote(ph + '_tail')}"
         )
     emails = [f.column for f in fields if f.kind == "email"]
     for em in emails:

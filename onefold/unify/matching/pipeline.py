@@ -14,8 +14,10 @@ from splink import DuckDBAPI
 
 from onefold.unify.matching import calibration as calib
 from onefold.unify.matching.blocking import BlockingKey, blocked_pairs, default_keys
-from onefold.unify.matching.clustering import ClusterInput, cluster
+from onefold.unify.matching.clustering import ClusterInput, cluster, connected_components
+from onefold.unify.matching.comparisons import date_conflict_sql, first_name_conflict_sql
 from onefold.unify.matching.config import DEFAULT_KINDS, Field, MatchConfig
+from onefold.unify.matching.junk import find_junk
 from onefold.unify.matching.normalise import column_types, normalise_sql, quote
 from onefold.unify.matching.prediction import score_candidates, score_labelled
 from onefold.unify.matching.reasons import model_description
@@ -132,7 +134,11 @@ def match_records(
         field_cols = {f.column for f in fields}
         strong = [s for s in config.strong_ids if s in types or s in field_cols]
         keep = [s for s in strong if s not in field_cols]
-        con.execute(f"CREATE TEMP TABLE {work} AS {normalise_sql(source, types, fields, keep)}")
+        con.execute(
+            f"CREATE TEMP TABLE {work} AS "
+            f"{normalise_sql(source, types, fields, keep, config.phone_region)}"
+        )
+        junk = find_junk(con, work, fields, config)
         n_records, n_distinct = con.execute(
             f"SELECT count(*), count(DISTINCT record_id) FROM {work}"
         ).fetchall()[0]
@@ -161,7 +167,7 @@ def match_records(
         db_api = DuckDBAPI(connection=con)
         linker = make_linker(db_api, work, fields, prior=1e-4)
         train_stats = (
-            train(linker, db_api, fields, config, n_records, candidates, n_candidates)
+            train(linker, db_api, fields, config, n_records, candidates, n_candidates, work)
             if n_records > 1
             else {}
         )
@@ -180,9 +186,19 @@ def match_records(
         cpu["calibration"] = time.process_time() - c
 
         t, c = time.perf_counter(), time.process_time()
+        guards, guard_stats = guard_conditions(config, fields, linker)
         if n_records > 1:
             score_candidates(
-                con, linker, db_api, candidates, work, strong, cal, config.review_low, scored
+                con,
+                linker,
+                db_api,
+                candidates,
+                work,
+                strong,
+                cal,
+                config.review_low,
+                scored,
+                guards,
             )
         else:
             con.execute(
@@ -194,7 +210,9 @@ def match_records(
         cpu["prediction"] = time.process_time() - c
 
         t, c = time.perf_counter(), time.process_time()
-        labels_out, merge_count, cluster_stats = _cluster(con, work, scored, strong, config)
+        labels_out, merge_count, cluster_stats = _cluster(
+            con, work, scored, strong, config, candidates if n_records > 1 else None, guards
+        )
         # Cluster id: the smallest record id in the cluster (ids are numbered in order).
         smallest = np.arange(n_records, dtype=np.int64)
         if n_records:
@@ -252,6 +270,8 @@ def match_records(
             "vetoed_pairs": pc.sum(pc.is_valid(pairs["vetoed_by"])).as_py() or 0,
             "clusters": int((sizes > 0).sum()),
             "largest_cluster": int(sizes.max()) if n_records else 0,
+            "junk_values": junk,
+            "guards": guard_stats,
             **cluster_stats,
             **train_stats,
             "labels_used": n_labels,
@@ -274,12 +294,85 @@ def match_records(
             con.unregister(name)
 
 
+# The comparison level that a guard's disagreement corresponds to: its trained m says how
+# often one person's own records disagree that way.
+_GUARD_LEVELS = {"first_name": ("name", "same last name, other first name")}
+
+
+def guard_conditions(
+    config: MatchConfig, fields: list[Field], linker=None
+) -> tuple[list[tuple[str, str]], dict]:
+    """(name, SQL condition over records a and b) of each guard that applies, and per
+    guard its m and whether it is active.
+
+    A guard is active only where the trained model says that one person's records
+    disagree that way rarely (m of the matching level below `config.guard_max_m`): on
+    data whose errors replace whole first names or dates (FEBRL, the historical persons)
+    such a disagreement is no sign of two people.
+    """
+    by_name = {c.output_column_name: c for c in linker._settings_obj.comparisons} if linker else {}
+    out, stats = [], {}
+    for name in config.guards:
+        if name == "first_name" and any(f.kind == "name" for f in fields):
+            cond = first_name_conflict_sql("a", "b")
+            comparison, label = _GUARD_LEVELS[name]
+        elif any(f.column == name and f.kind == "date" for f in fields):
+            cond = date_conflict_sql(name, "a", "b")
+            comparison, label = name, "different"
+        else:
+            continue
+        c = by_name.get(comparison)
+        level = next(
+            (lv for lv in (c.comparison_levels if c else []) if lv.label_for_charts == label), None
+        )
+        m = level.m_probability if level is not None else None
+        active = m is None or m < config.guard_max_m
+        stats[name] = {"m": None if m is None else round(float(m), 6), "active": active}
+        if active:
+            out.append((name, cond))
+    return out, stats
+
+
+def _guard_pairs(
+    con: duckdb.DuckDBPyConnection,
+    work: str,
+    candidates: str,
+    components: str,
+    guards: list[tuple[str, str]],
+) -> dict:
+    """Candidate pairs inside one component (table `components`: unique_id, c) that a
+    guard forbids, as numpy arrays l, r.
+
+    The pairs are materialised first, each record as a struct named like its table alias
+    (so that the guards' conditions read the same): otherwise DuckDB may push the
+    condition into a join of every record with every other.
+    """
+    conds = " OR ".join(f"({cond})" for _, cond in guards)
+    cols = ["first_name", "last_name", "first_name_forms"]
+    cols += [c for name, _ in guards if name != "first_name" for c in (name, name + "_date")]
+
+    def pack(t: str) -> str:
+        fields_sql = ", ".join(f"{quote(c)} := {t}.{quote(c)}" for c in cols)
+        return f"struct_pack({fields_sql}) AS {t}"
+
+    return con.execute(
+        f"WITH inside AS MATERIALIZED (SELECT c.join_key_l AS l, c.join_key_r AS r "
+        f"FROM {candidates} c JOIN {components} x ON x.unique_id = c.join_key_l "
+        f"JOIN {components} y ON y.unique_id = c.join_key_r WHERE x.c = y.c), "
+        f"p AS MATERIALIZED (SELECT i.l, i.r, {pack('a')}, {pack('b')} FROM inside i "
+        f"JOIN {work} a ON a.unique_id = i.l JOIN {work} b ON b.unique_id = i.r) "
+        f"SELECT l, r FROM p WHERE {conds}"
+    ).fetchnumpy()
+
+
 def _cluster(
     con: duckdb.DuckDBPyConnection,
     work: str,
     scored: str,
     strong: list[str],
     config: MatchConfig,
+    candidates: str | None = None,
+    guards: list[tuple[str, str]] | None = None,
 ) -> tuple[np.ndarray, int, dict]:
     """Cluster label per record (index order), number of merge edges, counters."""
     n = con.execute(f"SELECT count(*) FROM {work}").fetchall()[0][0]
@@ -302,6 +395,30 @@ def _cluster(
     el = np.asarray(edges["l"], dtype=np.int64)
     er = np.asarray(edges["r"], dtype=np.int64)
     ep = np.asarray(edges["p"], dtype=np.float64)
+    cannot_l = cannot_r = None
+    if guards and candidates is not None and merge.any():
+        # Candidate pairs a guard forbids, scored or not, keep their records apart. Only
+        # pairs inside one component of merge pairs (of three records or more) matter:
+        # the components are found first, and only their pairs are checked.
+        comp = connected_components(int(n), el[merge], er[merge])
+        size = np.bincount(comp, minlength=int(n))
+        big = size[comp] > 2
+        tag = scored + "_comp"
+        con.register(
+            tag,
+            pa.table(
+                {
+                    "unique_id": pa.array(np.flatnonzero(big), pa.int64()),
+                    "c": pa.array(comp[big], pa.int64()),
+                }
+            ),
+        )
+        try:
+            cannot = _guard_pairs(con, work, candidates, tag, guards)
+        finally:
+            con.unregister(tag)
+        cannot_l = np.asarray(cannot["l"], dtype=np.int64)
+        cannot_r = np.asarray(cannot["r"], dtype=np.int64)
     labels, stats = cluster(
         ClusterInput(
             n=int(n),
@@ -311,8 +428,11 @@ def _cluster(
             support_l=el[support],
             support_r=er[support],
             strong=codes,
+            cannot_l=cannot_l,
+            cannot_r=cannot_r,
         ),
         max_cluster_size=config.max_cluster_size,
         min_link_density=config.min_link_density,
     )
+    stats["cannot_link_pairs"] = 0 if cannot_l is None else int(len(cannot_l))
     return labels, int(merge.sum()), stats

@@ -12,16 +12,18 @@ from onefold.unify.matching.normalise import column_types, quote
 from onefold.unify.matching.reasons import reasons_sql
 
 
-def veto_sql(strong: list[str]) -> str:
-    """The first strong identifier on which both records have a value and differ."""
-    if not strong:
-        return "CAST(NULL AS VARCHAR)"
-    cases = " ".join(
+def veto_sql(strong: list[str], guards: list[tuple[str, str]] | None = None) -> str:
+    """The first strong identifier on which both records (a, b) have a value and differ,
+    else the first guard (name, condition over a and b) whose condition holds."""
+    cases = [
         f"WHEN a.{quote(s)} IS NOT NULL AND b.{quote(s)} IS NOT NULL "
         f"AND a.{quote(s)} <> b.{quote(s)} THEN '{s}'"
         for s in strong
-    )
-    return f"CASE {cases} END"
+    ]
+    cases += [f"WHEN {cond} THEN '{name}'" for name, cond in guards or []]
+    if not cases:
+        return "CAST(NULL AS VARCHAR)"
+    return f"CASE {' '.join(cases)} END"
 
 
 def score_labelled(
@@ -57,6 +59,7 @@ def score_candidates(
     calibration: Calibration,
     review_low: float,
     out: str,
+    guards: list[tuple[str, str]] | None = None,
 ) -> None:
     """Create `out`: unique_id_l, unique_id_r, match_probability, match_weight, vetoed_by,
     reasons — for every candidate pair whose (calibrated) probability is ≥ review_low."""
@@ -69,7 +72,7 @@ def score_candidates(
     pred = predictions.physical_name
     identity = (calibration.a, calibration.b) == (1.0, 0.0)
     prob = "p.match_probability" if identity else calibration.sql("p.match_weight")
-    needs_join = bool(strong)
+    needs_join = bool(strong) or bool(guards)
     joins = (
         f"JOIN {work} a ON a.unique_id = p.unique_id_l JOIN {work} b ON b.unique_id = p.unique_id_r"
         if needs_join
@@ -78,7 +81,7 @@ def score_candidates(
     con.execute(
         f"CREATE TEMP TABLE {out} AS SELECT * FROM ("
         f"SELECT p.unique_id_l, p.unique_id_r, {prob} AS match_probability, "
-        f"p.match_weight, {veto_sql(strong)} AS vetoed_by, "
+        f"p.match_weight, {veto_sql(strong, guards)} AS vetoed_by, "
         f"{reasons_sql(linker, set(column_types(con, pred)))} AS reasons "
         f"FROM {pred} p {joins}) WHERE match_probability >= {review_low!r}"
     )

@@ -76,7 +76,7 @@ def _edges(pairs: list[tuple[int, int]], p: float = 0.99) -> dict:
     return {"l": left, "r": right, "p": np.full(len(pairs), p)}
 
 
-def _run(n, merge, support=None, strong=(), size=100, density=0.2):
+def _run(n, merge, support=None, strong=(), size=100, density=0.2, cannot=()):
     support = support or merge
     return cluster(
         ClusterInput(
@@ -87,6 +87,8 @@ def _run(n, merge, support=None, strong=(), size=100, density=0.2):
             support_l=support["l"],
             support_r=support["r"],
             strong=[np.asarray(s, dtype=np.int64) for s in strong],
+            cannot_l=np.array([a for a, _ in cannot], dtype=np.int64),
+            cannot_r=np.array([b for _, b in cannot], dtype=np.int64),
         ),
         max_cluster_size=size,
         min_link_density=density,
@@ -136,3 +138,24 @@ def test_clustering_is_deterministic():
     first, _ = _run(300, edges)
     second, _ = _run(300, edges)
     assert np.array_equal(first, second)
+
+
+def test_cannot_link_pairs_stay_apart():
+    # A household: 0 (Anna) and 2 (Ben) share address and surname; 1 has only the
+    # surname and address and links to both. Anna and Ben cannot link: 1 joins the one
+    # it links to more strongly, never both.
+    merge = _edges([(0, 1), (1, 2)])
+    merge["p"] = np.array([0.99, 0.97])
+    labels, stats = _run(3, merge, cannot=[(0, 2)])
+    assert labels[0] == labels[1] and labels[2] != labels[0]
+    assert stats["refused_merges"] == 1
+    # However many strong links join the others, a cannot-link pair never shares a
+    # profile (merging goes strongest link first; the records that would bring 3 and 7
+    # together are refused).
+    clique = [(i, j) for i in range(8) for j in range(i + 1, 8) if (i, j) != (3, 7)]
+    labels, _ = _run(8, _edges(clique), cannot=[(3, 7)])
+    assert labels[3] != labels[7]
+    assert len(set(labels.tolist())) == 2
+    # Without it, they are one profile.
+    labels, _ = _run(8, _edges(clique))
+    assert len(set(labels.tolist())) == 1
