@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS profile_keys (
 CREATE TABLE IF NOT EXISTS profile_views (
     profile_id TEXT PRIMARY KEY,
     view BLOB NOT NULL
-) WITHOUT ROWID;
+);
 """
 _INDEXES = "CREATE INDEX IF NOT EXISTS profile_keys_profile ON profile_keys (profile_id);"
 _NAME = re.compile(r"^serving\.(\d+)\.sqlite$")
@@ -87,6 +87,7 @@ class ServingStore:
                     self._connections.remove(con)
                 con.close()
             local.generation = self.generation
+            local.writer = False
             con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             con.execute("PRAGMA journal_mode = WAL")
             con.execute("PRAGMA synchronous = FULL")
@@ -126,15 +127,40 @@ class ServingStore:
     ) -> None:
         """In one transaction: forget everything about the ``stale`` profile ids, then
         store the given ``(namespace, value, profile_id)`` keys and ``(profile_id, view)``
-        views."""
-        stale = [(profile_id,) for profile_id in stale]
+        views.
+
+        Most of a touched profile's keys are unchanged, and a B-tree write costs many
+        reads: the keys stored now are read first and only the difference is written."""
+        stale = sorted(set(stale))
+        keys = set(keys)
+        views = list(views)
         with self._write_lock:
             con = self._connection()
+            if not getattr(self._local, "writer", False):
+                con.execute("PRAGMA cache_size = -65536")  # 64 MB for the writer
+                self._local.writer = True
             con.execute("BEGIN IMMEDIATE")
             try:
-                con.executemany("DELETE FROM profile_keys WHERE profile_id = ?", stale)
-                con.executemany("DELETE FROM profile_views WHERE profile_id = ?", stale)
-                con.executemany("INSERT OR REPLACE INTO profile_keys VALUES (?, ?, ?)", keys)
+                stored: set[tuple[str, str, str]] = set()
+                for start in range(0, len(stale), 500):
+                    part = stale[start : start + 500]
+                    stored.update(con.execute(
+                        "SELECT namespace, value, profile_id FROM profile_keys "
+                        f"WHERE profile_id IN ({', '.join('?' * len(part))})",
+                        part,
+                    ).fetchall())  # fmt: skip
+                con.executemany(
+                    "DELETE FROM profile_keys WHERE namespace = ? AND value = ?",
+                    [(namespace, value) for namespace, value, _ in stored - keys],
+                )
+                con.executemany(
+                    "INSERT OR REPLACE INTO profile_keys VALUES (?, ?, ?)", sorted(keys - stored)
+                )
+                live = {profile_id for profile_id, _ in views}
+                con.executemany(
+                    "DELETE FROM profile_views WHERE profile_id = ?",
+                    [(profile_id,) for profile_id in stale if profile_id not in live],
+                )
                 con.executemany("INSERT OR REPLACE INTO profile_views VALUES (?, ?)", views)
             except BaseException:
                 con.execute("ROLLBACK")
