@@ -278,6 +278,11 @@ def identity_health(
         console.print("Links beyond the rules: " + ", ".join(
             f"{row['links']:,} {row['kind']} {row['status']}" for row in report["links"]
         ))  # fmt: skip
+    if report.get("ignored_merge_properties"):
+        console.print("Merge call entries that linked nothing: " + ", ".join(
+            f"{row['occurrences']:,} {row['type']} ({row['reason']})"
+            for row in report["ignored_merge_properties"]
+        ))  # fmt: skip
 
 
 @identity_app.command("block")

@@ -120,7 +120,7 @@ class LocalClient:
         rules = onefold.settings.identity
         try:
             if action == "health":
-                return health_report(onefold.warehouse.cursor(), **(body or {}))
+                return health_report(onefold.warehouse.cursor(), **(body or {}), rules=rules)
             if action == "override":
                 key = parse_identifier(body["identifier"], rules)
                 other = parse_identifier(body["other"], rules) if body.get("other") else None

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import duckdb
 
+from onefold.unify.identifiers import ignored_merge_properties
+from onefold.unify.rules import IdentityRules
+
 
 def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def health_report(con: duckdb.DuckDBPyConnection, over: int = 20, top: int = 10) -> dict:
+def health_report(
+    con: duckdb.DuckDBPyConnection,
+    over: int = 20,
+    top: int = 10,
+    rules: IdentityRules | None = None,
+) -> dict:
     """Largest profiles, how many hold more than ``over`` identifiers, links refused per
     rule and namespace, the most frequent blocked values, and links beyond the rules per
-    kind and status (``review``: the queue waiting for a person)."""
+    kind and status (``review``: the queue waiting for a person); with the ``rules``, the
+    entries of merge calls that linked nothing (a type no namespace takes, or past the
+    first ten)."""
     totals = con.execute(
         """
         SELECT (SELECT count(*) FROM identity_profiles WHERE merged_into IS NULL),
@@ -61,4 +71,5 @@ def health_report(con: duckdb.DuckDBPyConnection, over: int = 20, top: int = 10)
         "refused_links": refused,
         "blocked_values": blocked,
         "links": links,
+        "ignored_merge_properties": ignored_merge_properties(con, rules)[:top] if rules else [],
     }

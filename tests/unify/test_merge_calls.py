@@ -85,6 +85,10 @@ def test_a_merge_call_joins_two_profiles_and_the_merge_names_it(server: Server, 
         assert merge["message_received_at"] is not None
         timeline = admin.get(f"/api/v1/timeline/user_id:{run}-u", params={"type": "merge"})
         assert [e["message_id"] for e in timeline.json()["events"]] == [merge_id]
+        ignored = admin.get("/api/v1/identity/health").json()["ignored_merge_properties"]
+        assert {"type": "shoe_size", "reason": "unknown_type"}.items() <= next(
+            row for row in ignored if row["type"] == "shoe_size"
+        ).items()
 
 
 def test_rudderstack_id_types_map_to_namespaces(server: Server, source):

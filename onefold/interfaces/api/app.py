@@ -248,7 +248,7 @@ def create_api(onefold: Onefold) -> FastAPI:
         over: Annotated[int, Query(ge=1, description="Count profiles above this size")] = 20,
     ) -> dict:
         """Largest profiles, profiles over `over` identifiers, refused links per rule."""
-        return health_report(onefold.warehouse.cursor(), over)
+        return health_report(onefold.warehouse.cursor(), over, rules=onefold.settings.identity)
 
     @api.post("/v1/identity/dry-run", dependencies=auth)
     def identity_dry_run(proposed: IdentityRules) -> dict:
