@@ -16,22 +16,16 @@ from functools import cached_property
 
 import orjson
 
+from onefold.errors import OnefoldError
+
 MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias", "merge"})
 MAX_MESSAGE_ID_CHARS = 100
 MAX_ID_CHARS = 512
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
 
 
-class MessageError(ValueError):
+class MessageError(OnefoldError):
     """Why one message was refused; ``code`` is stable, ``message`` says what to fix."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,15 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from onefold.errors import OnefoldError
 from onefold.store import Warehouse
 
 SOURCE_TYPES = ("web", "app", "server", "crm", "pos", "email", "support", "file", "other")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
-class SourceError(ValueError):
-    """A source request that cannot be done; ``code`` is stable for API clients."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class SourceError(OnefoldError):
+    """A source request that cannot be done."""
 
 
 @dataclass(frozen=True)

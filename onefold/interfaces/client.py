@@ -16,13 +16,12 @@ from onefold.collect.ingest import prepare
 from onefold.collect.landing import Overloaded
 from onefold.collect.messages import Envelope, now_utc
 from onefold.collect.sources import SourceError
+from onefold.errors import OnefoldError
 from onefold.runtime import Onefold, admin_token, read_server_info
 from onefold.settings import Settings
 from onefold.unify import links
 from onefold.unify.dryrun import dry_run
 from onefold.unify.health import health_report
-from onefold.unify.links import LinkError
-from onefold.unify.overrides import OverrideError
 from onefold.unify.profiles import ProfileError, parse_identifier
 from onefold.unify.profiles import timeline as profile_timeline
 from onefold.unify.rules import IdentityRules
@@ -149,7 +148,7 @@ class LocalClient:
                 from onefold.unify.matching import MatchConfig
 
                 return graph.match(MatchConfig(**(body or {})))
-        except (ProfileError, OverrideError, LinkError) as error:
+        except OnefoldError as error:
             raise ClientError(error.code, error.message) from error
         except ValidationError as error:
             raise ClientError("invalid_rules", str(error)) from error

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import duckdb
 import orjson
 
+from onefold.errors import OnefoldError
 from onefold.unify.resolver import Changes, Key, Message, Resolver
 
 KINDS = ("probabilistic", "manual")
@@ -34,11 +35,8 @@ PREFIX = "link:"
 """Merges and refusals a link caused carry ``link:<id>`` as their message id."""
 
 
-class LinkError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class LinkError(OnefoldError):
+    """A link that cannot be made or decided."""
 
 
 @dataclass(frozen=True)

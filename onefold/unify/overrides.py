@@ -20,6 +20,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from onefold.errors import OnefoldError
 from onefold.unify import computed, links, traits
 from onefold.unify.identifiers import extraction_sql, group_messages
 from onefold.unify.resolver import Key, Resolver
@@ -28,11 +29,8 @@ from onefold.unify.rules import IdentityRules
 KINDS = ("block", "never_link")
 
 
-class OverrideError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class OverrideError(OnefoldError):
+    """An override that cannot be recorded."""
 
 
 def active(con: duckdb.DuckDBPyConnection) -> tuple[frozenset[Key], list[tuple[Key, Key]]]:

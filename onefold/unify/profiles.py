@@ -10,17 +10,15 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from onefold.errors import OnefoldError
 from onefold.store import Warehouse
 from onefold.store.serving import ServingStore
 from onefold.unify.identifiers import normalise_phone
 from onefold.unify.rules import IdentityRules
 
 
-class ProfileError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class ProfileError(OnefoldError):
+    """A profile request that cannot be answered."""
 
 
 @dataclass(frozen=True)

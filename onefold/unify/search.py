@@ -14,15 +14,14 @@ from dataclasses import dataclass
 import duckdb
 import orjson
 
+from onefold.errors import OnefoldError
+
 OPERATORS = ("=", "!=", "~", "<", "<=", ">", ">=", "?")
 _CONDITION = re.compile(r"^\s*([^\s=!~<>?]+)\s*(!=|<=|>=|=|~|<|>|\?)\s*(.*?)\s*$", re.S)
 
 
-class SearchError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class SearchError(OnefoldError):
+    """A search that cannot be run."""
 
 
 @dataclass(frozen=True)

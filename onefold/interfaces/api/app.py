@@ -14,6 +14,7 @@ from onefold import __version__
 from onefold.collect.events import EventFilter, count_events, list_events
 from onefold.collect.messages import MESSAGE_TYPES
 from onefold.collect.sources import SOURCE_TYPES, SourceError
+from onefold.errors import OnefoldError
 from onefold.interfaces.api import errors
 from onefold.interfaces.api.errors import APIError
 from onefold.runtime import Onefold
@@ -22,7 +23,6 @@ from onefold.unify.accounts import account_view
 from onefold.unify.dryrun import dry_run
 from onefold.unify.health import health_report
 from onefold.unify.links import LinkError
-from onefold.unify.overrides import OverrideError
 from onefold.unify.profiles import ProfileError, parse_identifier
 from onefold.unify.profiles import timeline as profile_timeline
 from onefold.unify.rules import IdentityRules
@@ -268,7 +268,7 @@ def create_api(onefold: Onefold) -> FastAPI:
                 body.kind, (key.namespace, key.value),
                 (other.namespace, other.value) if other else None, body.reason,
             )  # fmt: skip
-        except (ProfileError, OverrideError) as error:
+        except OnefoldError as error:
             raise APIError(400, error.code, error.message) from error
 
     @api.post("/v1/identity/links", dependencies=auth, status_code=201)
@@ -283,7 +283,7 @@ def create_api(onefold: Onefold) -> FastAPI:
             return onefold.identity.always_link(
                 (a.namespace, a.value), (b.namespace, b.value), body.reason
             )
-        except (ProfileError, LinkError) as error:
+        except OnefoldError as error:
             raise APIError(400, error.code, error.message) from error
 
     @api.get("/v1/identity/links", dependencies=auth)
