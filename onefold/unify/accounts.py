@@ -65,16 +65,3 @@ def account_view(con: duckdb.DuckDBPyConnection, group_id: str) -> dict | None:
         "first_seen": seen[0],
         "last_seen": seen[1],
     }
-
-
-def profile_accounts(con: duckdb.DuckDBPyConnection, profile_id: str) -> list[str]:
-    rows = con.execute(
-        """
-        SELECT DISTINCT a.group_id FROM account_events a
-        JOIN event_identity ei ON ei.seq = a.seq
-        JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
-        WHERE i.profile_id = ? ORDER BY a.group_id
-        """,
-        [profile_id],
-    ).fetchall()
-    return [row[0] for row in rows]

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Literal
 
 import duckdb
-import orjson
 import pyarrow as pa
 import sqlglot
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -241,11 +240,3 @@ def refresh(
     finally:
         if scope:
             con.unregister("computed_scope")
-
-
-def profile_computed(con: duckdb.DuckDBPyConnection, profile_id: str) -> dict[str, object]:
-    rows = con.execute(
-        "SELECT name, value FROM computed_traits WHERE profile_id = ? ORDER BY name",
-        [profile_id],
-    ).fetchall()
-    return {name: orjson.loads(value) for name, value in rows}

@@ -317,15 +317,6 @@ class IdentityGraph:
         publish.mark_dirty(con, [*before, *after])
         return {"profiles_before": before, "profiles_after": after, "events_replayed": replayed}
 
-    def _owners(self, con: duckdb.DuckDBPyConnection, keys: list[Key]) -> set[str]:
-        owners = set()
-        for namespace, value in keys:
-            owners.update(row[0] for row in con.execute(
-                "SELECT profile_id FROM identifiers WHERE namespace = ? AND value = ?",
-                [namespace, value],
-            ).fetchall())  # fmt: skip
-        return owners
-
     def always_link(self, a: Key, b: Key, reason: str) -> dict:
         """A manual link: join the profiles holding ``a`` and ``b`` (the rules still
         apply; a refused link is recorded)."""
@@ -337,7 +328,7 @@ class IdentityGraph:
         with self._lock:
             with self.warehouse.transaction() as con:
                 for key in (a, b):
-                    if not self._owners(con, [key]):
+                    if not overrides.owners(con, [key]):
                         raise links.LinkError(
                             "identifier_not_found", f"no profile has {key[0]}:{key[1]}"
                         )
@@ -347,7 +338,7 @@ class IdentityGraph:
                 if link_id is None:
                     raise links.LinkError("link_exists", "these identifiers are linked already")
                 result = self._replay(con, "link:manual", link_id, reason,
-                                      self._owners(con, [a, b]))  # fmt: skip
+                                      overrides.owners(con, [a, b]))  # fmt: skip
             self._publish()
         return {"id": link_id, **result}
 
@@ -371,7 +362,7 @@ class IdentityGraph:
                 if action == "reject":
                     links.set_status(con, link_id, "rejected", None, note)
                     return {"id": link_id, "status": "rejected"}
-                owners = self._owners(con, keys)
+                owners = overrides.owners(con, keys)
                 if action == "accept":
                     links.set_status(con, link_id, "active", self.cursor.position(), note)
                 else:

@@ -209,15 +209,18 @@ def add(
         "INSERT INTO identity_overrides VALUES (?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP, NULL)",
         [override_id, kind, *key, *(other or (None, None)), reason],
     )
-    keys = [key, *([other] if other else [])]
-    owners = set()
+    return override_id, owners(con, [key, *([other] if other else [])])
+
+
+def owners(con: duckdb.DuckDBPyConnection, keys: list[Key]) -> set[str]:
+    """The profiles holding any of ``keys``."""
+    found: set[str] = set()
     for namespace, value in keys:
-        row = con.execute(
+        found.update(row[0] for row in con.execute(
             "SELECT profile_id FROM identifiers WHERE namespace = ? AND value = ?",
             [namespace, value],
-        ).fetchall()
-        owners |= {r[0] for r in row}
-    return override_id, owners
+        ).fetchall())  # fmt: skip
+    return found
 
 
 def audit(

@@ -66,133 +66,8 @@ def find_profile(con: duckdb.DuckDBPyConnection, lookup: Lookup) -> str | None:
 
 
 def profile_view(con: duckdb.DuckDBPyConnection, profile_id: str) -> dict:
-    """Everything known about one live profile (see :func:`profile_views`)."""
-    return profile_views(con, [profile_id])[profile_id]
-
-
-def profile_views(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -> dict[str, dict]:
-    """The views of live profiles, each query run once for all of them: identities with
-    where and when each was first seen, traits with provenance, computed traits, accounts,
-    the merges that made the profile and the last 50 links it refused."""
-    ids = sorted(set(profile_ids))
-    views: dict[str, dict] = {
-        profile_id: {
-            "profile_id": profile_id, "traits": {}, "computed_traits": {}, "accounts": [],
-            "identities": [], "merges": [], "refused_links": [],
-        }
-        for profile_id in ids
-    }  # fmt: skip
-    if not ids:
-        return views
-    con.register("view_ids", pa.table({"profile_id": pa.array(ids, pa.string())}))
-    try:
-        _fill(con, views)
-    finally:
-        con.unregister("view_ids")
-    return views
-
-
-def _fill(con: duckdb.DuckDBPyConnection, views: dict[str, dict]) -> None:
-    for profile_id, trait, value, source, moment in con.execute(
-        """
-        SELECT t.profile_id, t.trait, t.value, s.name, t."timestamp"
-        FROM profile_traits t LEFT JOIN sources s ON s.id = t.source_id
-        WHERE t.profile_id IN (SELECT profile_id FROM view_ids)
-        ORDER BY t.profile_id, t.trait
-        """
-    ).fetchall():
-        views[profile_id]["traits"][trait] = {
-            "value": orjson.loads(value), "source": source, "updated_at": moment,
-        }  # fmt: skip
-    for profile_id, name, value in con.execute(
-        """
-        SELECT profile_id, name, value FROM computed_traits
-        WHERE profile_id IN (SELECT profile_id FROM view_ids) ORDER BY profile_id, name
-        """
-    ).fetchall():
-        views[profile_id]["computed_traits"][name] = orjson.loads(value)
-    for profile_id, group_id in con.execute(
-        """
-        SELECT DISTINCT i.profile_id, a.group_id FROM account_events a
-        JOIN event_identity ei ON ei.seq = a.seq
-        JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
-        WHERE i.profile_id IN (SELECT profile_id FROM view_ids)
-        ORDER BY i.profile_id, a.group_id
-        """
-    ).fetchall():
-        views[profile_id]["accounts"].append(group_id)
-    cursor = con.execute(
-        """
-        SELECT i.profile_id, i.namespace, i.value, s.name AS source, e."timestamp" AS first_seen
-        FROM identifiers i
-        LEFT JOIN sources s ON s.id = i.source_id
-        LEFT JOIN events e ON e.seq = i.first_seq
-        WHERE i.profile_id IN (SELECT profile_id FROM view_ids)
-        ORDER BY i.profile_id, i.first_seq, i.namespace, i.value
-        """
-    )
-    for row in _dicts(cursor):
-        views[row.pop("profile_id")]["identities"].append(row)
-    # Merges and refusals are recorded under the profile ids of their time: map the ids
-    # absorbed into these profiles to them first (one scan of merged_into), so that the
-    # two queries below join a small table instead of all of identity_profiles.
-    owners = {profile_id: profile_id for profile_id in views}
-    owners.update(con.execute(
-        """
-        SELECT profile_id, merged_into FROM identity_profiles
-        WHERE merged_into IN (SELECT profile_id FROM view_ids)
-        """
-    ).fetchall())  # fmt: skip
-    con.register("view_owners", pa.table({
-        "profile_id": pa.array(list(owners), pa.string()),
-        "owner": pa.array(list(owners.values()), pa.string()),
-    }))  # fmt: skip
-    try:
-        merges = _dicts(con.execute(
-            """
-            SELECT o.owner, m.absorbed_id, m.method, m.namespace, m.value, m.message_id,
-                   m.probability, m.reasons, m.created_at,
-                   e.received_at AS message_received_at
-            FROM identity_merges m
-            JOIN view_owners o ON o.profile_id = m.surviving_id
-            LEFT JOIN events e ON e.seq = m.seq
-            ORDER BY o.owner, m.created_at, m.seq, m.absorbed_id
-            """
-        ))  # fmt: skip
-        refusals = _dicts(con.execute(
-            """
-            SELECT o.owner, x.rule, x.namespace, x.value, x.other_profile_id,
-                   x.detail, x.message_id, x.created_at
-            FROM identity_refusals x
-            JOIN view_owners o ON o.profile_id = x.profile_id
-            QUALIFY row_number() OVER (
-                PARTITION BY o.owner ORDER BY x.seq DESC, x.namespace, x.value, x.rule) <= 50
-            ORDER BY o.owner, x.seq DESC, x.namespace, x.value, x.rule
-            """
-        ))  # fmt: skip
-    finally:
-        con.unregister("view_owners")
-    for row in merges:
-        row["reasons"] = orjson.loads(row["reasons"]) if row["reasons"] else None
-        views[row.pop("owner")]["merges"].append(row)
-    others = sorted({row["other_profile_id"] for row in refusals if row["other_profile_id"]})
-    moved: dict[str, str] = {}
-    if others:
-        con.register("other_ids", pa.table({"profile_id": pa.array(others, pa.string())}))
-        try:
-            moved = dict(con.execute(
-                """
-                SELECT profile_id, merged_into FROM identity_profiles
-                WHERE profile_id IN (SELECT profile_id FROM other_ids)
-                  AND merged_into IS NOT NULL
-                """
-            ).fetchall())  # fmt: skip
-        finally:
-            con.unregister("other_ids")
-    for row in refusals:
-        other = row["other_profile_id"]
-        row["other_profile_id"] = moved.get(other, other)
-        views[row.pop("owner")]["refused_links"].append(row)
+    """Everything known about one live profile (see :func:`profile_views_json`)."""
+    return orjson.loads(profile_views_json(con, [profile_id])[profile_id])
 
 
 def _iso(column: str) -> str:
@@ -285,8 +160,10 @@ LEFT JOIN merges USING (profile_id) LEFT JOIN refusals USING (profile_id)
 
 
 def profile_views_json(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -> dict[str, bytes]:
-    """:func:`profile_views`, serialised by DuckDB in one query: the same JSON (tested),
-    without building each view in Python. What the serving store holds."""
+    """The views of live profiles as the profile API answers with them, serialised by
+    DuckDB in one query for all of them: identities with where and when each was first
+    seen, traits with provenance, computed traits, accounts, the merges that made the
+    profile and the last 50 links it refused. What the serving store holds."""
     ids = sorted(set(profile_ids))
     if not ids:
         return {}
@@ -296,11 +173,6 @@ def profile_views_json(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -
     finally:
         con.unregister("view_ids")
     return {profile_id: view.encode() for profile_id, view in rows}
-
-
-def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 _TIMELINE_COLUMNS = (

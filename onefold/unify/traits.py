@@ -13,7 +13,6 @@ touches, with the same query a full recompute runs, so both give the same values
 from __future__ import annotations
 
 import duckdb
-import orjson
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
@@ -152,18 +151,3 @@ def touched_profiles(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> l
         {"after": after, "upto": upto},
     ).fetchall()
     return [row[0] for row in rows]
-
-
-def profile_traits(con: duckdb.DuckDBPyConnection, profile_id: str) -> dict[str, dict]:
-    rows = con.execute(
-        """
-        SELECT t.trait, t.value, s.name, t."timestamp"
-        FROM profile_traits t LEFT JOIN sources s ON s.id = t.source_id
-        WHERE t.profile_id = ? ORDER BY t.trait
-        """,
-        [profile_id],
-    ).fetchall()
-    return {
-        trait: {"value": orjson.loads(value), "source": source, "updated_at": moment}
-        for trait, value, source, moment in rows
-    }

@@ -11,8 +11,8 @@ from onefold.collect.messages import Envelope, now_utc
 from onefold.demo.generator import generate_demo
 from onefold.runtime import Onefold
 from onefold.settings import Settings
-from onefold.unify.profiles import Lookup, find_profile
-from onefold.unify.traits import TraitRules, profile_traits
+from onefold.unify.profiles import Lookup, find_profile, profile_view
+from onefold.unify.traits import TraitRules
 
 
 def _open(path: Path, traits: TraitRules | None = None) -> Onefold:
@@ -31,7 +31,7 @@ def _send(onefold: Onefold, source: str, messages: list[dict]) -> None:
 def _traits(onefold: Onefold, namespace: str, value: str) -> dict:
     con = onefold.warehouse.cursor()
     profile = find_profile(con, Lookup(namespace, value))
-    return {k: v["value"] for k, v in profile_traits(con, profile).items()}
+    return {k: v["value"] for k, v in profile_view(con, profile)["traits"].items()}
 
 
 def test_latest_value_wins_across_identities_and_nulls_are_ignored(tmp_path):
