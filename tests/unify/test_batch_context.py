@@ -9,45 +9,25 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import orjson
 import pytest
 
 from onefold.runtime import Onefold
 from onefold.settings import Settings
 from onefold.store.spark import java_available
 from tests.server import Server
+from tests.unify.http import get_profile, identity_keys, post
 from tests.unify.test_stitch import SNAPSHOT, _snapshot
 
 
-def _post(server: Server, source: dict, path: str, body: dict) -> None:
-    response = httpx.post(
-        server.url + path, content=orjson.dumps(body), auth=(source["write_key"], "")
-    )
-    assert response.status_code == 200, response.text
-    if path == "/v1/batch":
-        assert not response.json().get("rejected"), response.text
-
-
-def _profile(admin: httpx.Client, identifier: str) -> dict:
-    response = admin.get(f"/api/v1/profiles/{identifier}")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def _keys(profile: dict) -> set[tuple[str, str]]:
-    return {(i["namespace"], i["value"]) for i in profile["identities"]}
-
-
-def test_a_batch_level_email_links_the_profile(server: Server, source):
+def test_a_batch_level_email_links_theprofile(server: Server, source):
     run = source["name"]
     email = f"{run}@example.com"
-    _post(server, source, "/v1/identify", {
+    post(server, source, "/v1/identify", {
         "type": "identify", "userId": f"{run}-u", "traits": {"email": email},
         "timestamp": "2026-01-01T00:00:00Z",
     })  # fmt: skip
     # the batch's only email is in its shared context; the messages carry none
-    _post(server, source, "/v1/batch", {
+    post(server, source, "/v1/batch", {
         "context": {"traits": {"email": f" {email.upper()}", "plan": "gold"}},
         "batch": [
             {"type": "track", "anonymousId": f"{run}-a", "event": "Product Viewed",
@@ -59,9 +39,9 @@ def test_a_batch_level_email_links_the_profile(server: Server, source):
     })  # fmt: skip
     server.flush()
     with server.admin as admin:
-        profile = _profile(admin, f"anonymous_id:{run}-a")
-        assert profile["profile_id"] == _profile(admin, f"user_id:{run}-u")["profile_id"]
-        assert _keys(profile) == {
+        profile = get_profile(admin, f"anonymous_id:{run}-a")
+        assert profile["profile_id"] == get_profile(admin, f"user_id:{run}-u")["profile_id"]
+        assert identity_keys(profile) == {
             ("user_id", f"{run}-u"), ("email", email), ("anonymous_id", f"{run}-a"),
         }  # fmt: skip
         assert not profile["merges"], "the device joined the profile directly, by email"
@@ -76,7 +56,7 @@ def test_a_batch_level_email_links_the_profile(server: Server, source):
 def test_the_message_context_wins_over_the_batch(server: Server, source):
     run = source["name"]
     shared, own = f"shared.{run}@example.com", f"own.{run}@example.com"
-    _post(server, source, "/v1/batch", {
+    post(server, source, "/v1/batch", {
         "context": {"locale": "es-ES", "traits": {"email": shared}},
         "batch": [
             # its own email wins: it is not linked by the batch's
@@ -91,10 +71,10 @@ def test_the_message_context_wins_over_the_batch(server: Server, source):
     })  # fmt: skip
     server.flush()
     with server.admin as admin:
-        one = _profile(admin, f"anonymous_id:{run}-1")
-        assert _keys(one) == {("anonymous_id", f"{run}-1"), ("email", own)}
-        two = _profile(admin, f"anonymous_id:{run}-2")
-        assert _keys(two) == {
+        one = get_profile(admin, f"anonymous_id:{run}-1")
+        assert identity_keys(one) == {("anonymous_id", f"{run}-1"), ("email", own)}
+        two = get_profile(admin, f"anonymous_id:{run}-2")
+        assert identity_keys(two) == {
             ("anonymous_id", f"{run}-2"), ("anonymous_id", f"{run}-3"), ("email", shared),
             ("phone", "+34699000417"), ("phone", "+442079460123"),
         }  # fmt: skip
@@ -153,7 +133,7 @@ def landed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         source = server.create_source("web", "web")
         for path, body in _inputs("e"):
-            _post(server, source, path, body)
+            post(server, source, path, body)
         server.flush()
     finally:
         server.stop()

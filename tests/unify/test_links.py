@@ -17,6 +17,7 @@ from onefold.interfaces.client import LocalClient
 from onefold.runtime import Onefold
 from onefold.settings import Settings
 from onefold.unify.links import LinkError
+from tests.unify.http import get_profile, post
 from tests.unify.test_serving import assert_served_as_stored
 
 AS_OF = datetime(2026, 6, 1)
@@ -265,3 +266,49 @@ def test_link_commands(small, tmp_path):
     assert "undone" in undone.output
     again = runner.invoke(app, ["identity", "undo", link_id, "--data-dir", data])
     assert again.exit_code == 1 and "cannot undo" in again.output
+
+
+def test_links_over_http_answer_errors_as_code_and_message(server, source):
+    """The link routes through the real server: an always-link and its undo, and each
+    refusal answered as documented with the stored graph unchanged."""
+    run = source["name"]
+    post(server, source, "/v1/batch", {"batch": [
+        {"type": "identify", "anonymousId": f"{run}-kiosk", "traits": {"email": f"{run}@x.org"}},
+        {"type": "identify", "userId": f"{run}-u"},
+    ]})  # fmt: skip
+    server.flush()
+    with server.admin as admin:
+        body = {"identifier": f"anonymous_id:{run}-kiosk", "other": f"user_id:{run}-u",
+                "reason": "told us at the desk"}  # fmt: skip
+        linked = admin.post("/api/v1/identity/links", json=body)
+        assert linked.status_code == 201, linked.text
+        link_id = linked.json()["id"]
+        joined = get_profile(admin, f"user_id:{run}-u")
+        assert joined == get_profile(admin, f"anonymous_id:{run}-kiosk")
+        assert [m["method"] for m in joined["merges"]] == ["manual"]
+
+        for path, payload, status, code in [
+            ("/api/v1/identity/links", body, 400, "link_exists"),
+            ("/api/v1/identity/links", {**body, "other": "user_id:nobody-at-all"}, 400,
+             "identifier_not_found"),
+            ("/api/v1/identity/links", {**body, "other": "fax:1"}, 400, "unknown_namespace"),
+            ("/api/v1/identity/links/lk_missing/accept", {}, 404, "link_not_found"),
+            (f"/api/v1/identity/links/{link_id}/accept", {}, 409, "invalid_state"),
+            ("/api/v1/identity/match", {"auto_merge": 0.6, "review_low": 0.9}, 400,
+             "invalid_thresholds"),
+        ]:  # fmt: skip
+            response = admin.post(path, json=payload)
+            assert response.status_code == status, (path, response.text)
+            assert response.json()["code"] == code, (path, response.text)
+        assert get_profile(admin, f"user_id:{run}-u") == joined  # nothing changed
+
+        undone = admin.post(f"/api/v1/identity/links/{link_id}/undo", json={"note": "oops"})
+        assert undone.status_code == 200 and undone.json()["status"] == "undone"
+        assert (
+            get_profile(admin, f"user_id:{run}-u")["profile_id"]
+            != get_profile(admin, f"anonymous_id:{run}-kiosk")["profile_id"]
+        )
+        again = admin.post(f"/api/v1/identity/links/{link_id}/undo", json={})
+        assert again.status_code == 409 and again.json()["code"] == "invalid_state"
+        listed = admin.get("/api/v1/identity/links", params={"status": "undone"}).json()
+        assert link_id in {link["id"] for link in listed["links"]}

@@ -6,9 +6,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import httpx
-import orjson
-
 from onefold.collect.ingest import prepare
 from onefold.collect.messages import Envelope, now_utc
 from onefold.runtime import Onefold
@@ -21,45 +18,28 @@ from onefold.unify.identifiers import (
 )
 from onefold.unify.rules import IdentityRules, NamespaceRule
 from tests.server import Server
-
-
-def _post(server: Server, source: dict, path: str, message: dict) -> None:
-    """As RudderStack's SDKs send: Basic auth with the write key, no body writeKey."""
-    response = httpx.post(
-        server.url + path, content=orjson.dumps(message), auth=(source["write_key"], "")
-    )
-    assert response.status_code == 200, response.text
-
-
-def _profile(admin: httpx.Client, identifier: str) -> dict:
-    response = admin.get(f"/api/v1/profiles/{identifier}")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def _keys(profile: dict) -> set[tuple[str, str]]:
-    return {(i["namespace"], i["value"]) for i in profile["identities"]}
+from tests.unify.http import get_profile, identity_keys, post
 
 
 def test_a_merge_call_joins_two_profiles_and_the_merge_names_it(server: Server, source):
     run = source["name"]
     email, phone = f"{run}@example.com", "+14155550142"
-    _post(
+    post(
         server,
         source,
         "/v1/identify",
         {"type": "identify", "userId": f"{run}-u", "traits": {"email": email}},
     )
-    _post(server, source, "/v1/identify",
+    post(server, source, "/v1/identify",
           {"type": "identify", "anonymousId": f"{run}-a", "traits": {"phone": phone}})  # fmt: skip
     server.flush()
     with server.admin as admin:
-        user = _profile(admin, f"user_id:{run}-u")["profile_id"]
-        device = _profile(admin, f"anonymous_id:{run}-a")["profile_id"]
+        user = get_profile(admin, f"user_id:{run}-u")["profile_id"]
+        device = get_profile(admin, f"anonymous_id:{run}-a")["profile_id"]
         assert user != device
 
         merge_id = f"merge-{run}"
-        _post(server, source, "/v1/merge", {
+        post(server, source, "/v1/merge", {
             "type": "merge", "messageId": merge_id, "anonymousId": f"{run}-m",
             "mergeProperties": [
                 # written as people type them: normalised like any identifier
@@ -70,11 +50,11 @@ def test_a_merge_call_joins_two_profiles_and_the_merge_names_it(server: Server, 
             ],
         })  # fmt: skip
         server.flush()
-        merged = _profile(admin, f"phone:{phone}")
+        merged = get_profile(admin, f"phone:{phone}")
         assert merged["profile_id"] == user, "the older profile survives"
-        assert _profile(admin, f"anonymous_id:{run}-a")["profile_id"] == user
-        assert _profile(admin, f"profile:{device}")["profile_id"] == user
-        assert _keys(merged) == {
+        assert get_profile(admin, f"anonymous_id:{run}-a")["profile_id"] == user
+        assert get_profile(admin, f"profile:{device}")["profile_id"] == user
+        assert identity_keys(merged) == {
             ("user_id", f"{run}-u"), ("email", email), ("phone", phone),
             ("anonymous_id", f"{run}-a"), ("anonymous_id", f"{run}-m"),
         }  # fmt: skip
@@ -95,19 +75,21 @@ def test_rudderstack_id_types_map_to_namespaces(server: Server, source):
     """``userId``/``user_id`` and ``anonymousId``/``anonymous_id`` name the namespaces; a
     merge call may carry nothing but its mergeProperties."""
     run = source["name"]
-    _post(server, source, "/v1/identify", {"type": "identify", "userId": f"{run}-u"})
-    _post(server, source, "/v1/page", {"type": "page", "anonymousId": f"{run}-a1"})
-    _post(server, source, "/v1/page", {"type": "page", "anonymousId": f"{run}-a2"})
-    _post(server, source, "/v1/merge", {"type": "merge", "mergeProperties": [
+    post(server, source, "/v1/identify", {"type": "identify", "userId": f"{run}-u"})
+    post(server, source, "/v1/page", {"type": "page", "anonymousId": f"{run}-a1"})
+    post(server, source, "/v1/page", {"type": "page", "anonymousId": f"{run}-a2"})
+    post(server, source, "/v1/merge", {"type": "merge", "mergeProperties": [
         {"type": "userId", "value": f"{run}-u"}, {"type": "anonymousId", "value": f"{run}-a1"},
     ]})  # fmt: skip
-    _post(server, source, "/v1/merge", {"type": "merge", "mergeProperties": [
+    post(server, source, "/v1/merge", {"type": "merge", "mergeProperties": [
         {"type": "user_id", "value": f"{run}-u"}, {"type": "anonymous_id", "value": f"{run}-a2"},
     ]})  # fmt: skip
     server.flush()
     with server.admin as admin:
-        profile = _profile(admin, f"user_id:{run}-u")
-        assert {("anonymous_id", f"{run}-a1"), ("anonymous_id", f"{run}-a2")} <= _keys(profile)
+        profile = get_profile(admin, f"user_id:{run}-u")
+        assert {("anonymous_id", f"{run}-a1"), ("anonymous_id", f"{run}-a2")} <= identity_keys(
+            profile
+        )
         assert len(profile["merges"]) == 2
 
 
@@ -116,31 +98,31 @@ def test_a_merge_call_of_blocked_or_protected_values_links_nothing(fresh_server:
     source = server.create_source("merges", "web")
     run = "guarded"
     for person in ("p1", "p2"):
-        _post(server, source, "/v1/identify", {
+        post(server, source, "/v1/identify", {
             "type": "identify", "userId": f"{run}-{person}",
             "traits": {"email": f"{person}.{run}@example.com"},
         })  # fmt: skip
     server.flush()
     protected_id, blocked_id = f"merge-protected-{run}", f"merge-blocked-{run}"
     # two accounts: different user ids are never merged, whatever the merge call says
-    _post(server, source, "/v1/merge", {
+    post(server, source, "/v1/merge", {
         "type": "merge", "messageId": protected_id, "userId": f"{run}-p1",
         "mergeProperties": [{"type": "user_id", "value": f"{run}-p2"},
                             {"type": "email", "value": f"p2.{run}@example.com"}],
     })  # fmt: skip
     # junk values never link anything
-    _post(server, source, "/v1/merge", {
+    post(server, source, "/v1/merge", {
         "type": "merge", "messageId": blocked_id, "anonymousId": f"{run}-x",
         "mergeProperties": [{"type": "email", "value": "TEST@example.com"},
                             {"type": "userId", "value": "undefined"}],
     })  # fmt: skip
     server.flush()
     with server.admin as admin:
-        one = _profile(admin, f"user_id:{run}-p1")
-        two = _profile(admin, f"user_id:{run}-p2")
+        one = get_profile(admin, f"user_id:{run}-p1")
+        two = get_profile(admin, f"user_id:{run}-p2")
         assert one["profile_id"] != two["profile_id"]
-        assert _keys(one) == {("user_id", f"{run}-p1"), ("email", f"p1.{run}@example.com")}
-        assert _keys(two) == {("user_id", f"{run}-p2"), ("email", f"p2.{run}@example.com")}
+        assert identity_keys(one) == {("user_id", f"{run}-p1"), ("email", f"p1.{run}@example.com")}
+        assert identity_keys(two) == {("user_id", f"{run}-p2"), ("email", f"p2.{run}@example.com")}
         assert not one["merges"] and not two["merges"]
         refused = {(r["rule"], r["namespace"], r["value"], r["other_profile_id"])
                    for r in one["refused_links"] if r["message_id"] == protected_id}  # fmt: skip
@@ -149,8 +131,8 @@ def test_a_merge_call_of_blocked_or_protected_values_links_nothing(fresh_server:
             ("merge_protection", "email", f"p2.{run}@example.com", two["profile_id"]),
         }
 
-        junk = _profile(admin, f"anonymous_id:{run}-x")
-        assert _keys(junk) == {("anonymous_id", f"{run}-x")}
+        junk = get_profile(admin, f"anonymous_id:{run}-x")
+        assert identity_keys(junk) == {("anonymous_id", f"{run}-x")}
         assert admin.get("/api/v1/profiles/email:test@example.com").status_code == 404
         assert admin.get("/api/v1/profiles/user_id:undefined").status_code == 404
         # a server of its own: its health report holds this test's blocked values only
@@ -167,14 +149,17 @@ def test_limits_apply_to_merge_properties(server: Server, source):
     run = source["name"]
     merge_id = f"merge-limit-{run}"
     phones = [f"+1212555017{i}" for i in range(1, 5)]
-    _post(server, source, "/v1/merge", {
+    post(server, source, "/v1/merge", {
         "type": "merge", "messageId": merge_id, "userId": f"{run}-u",
         "mergeProperties": [{"type": "phone", "value": phone} for phone in phones],
     })  # fmt: skip
     server.flush()
     with server.admin as admin:
-        profile = _profile(admin, f"user_id:{run}-u")
-        assert _keys(profile) == {("user_id", f"{run}-u"), *(("phone", p) for p in phones[:3])}
+        profile = get_profile(admin, f"user_id:{run}-u")
+        assert identity_keys(profile) == {
+            ("user_id", f"{run}-u"),
+            *(("phone", p) for p in phones[:3]),
+        }
         [refusal] = profile["refused_links"]
         assert (refusal["rule"], refusal["namespace"], refusal["value"]) == (
             "limit", "phone", phones[3],

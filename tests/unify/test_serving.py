@@ -10,51 +10,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from onefold.collect.ingest import prepare
-from onefold.collect.messages import Envelope, now_utc
-from onefold.demo.generator import generate_demo
 from onefold.runtime import Onefold
-from onefold.settings import Settings
 from onefold.store.serving import PROFILE_NAMESPACE
 from onefold.unify import publish
 from onefold.unify.profiles import profile_views_json
-
-AS_OF = datetime(2026, 6, 1)
-
-
-def _open(data_dir: Path) -> Onefold:
-    instance = Onefold(Settings(data_dir=data_dir, admin_token="t", unify_interval_ms=10**9))
-    instance.identity.clock = lambda: AS_OF
-    return instance
-
-
-def _send(instance: Onefold, source_name: str, messages: list[dict]) -> None:
-    source = next(s for s in instance.sources.list() if s.name == source_name)
-    envelope = Envelope(source.id, "r", "test", now_utc())
-    instance.log.append_blocking(prepare(messages, envelope).data)
+from tests.unify.households import load_households, open_paused, send
 
 
 @pytest.fixture
 def onefold(tmp_path: Path):
-    demo = generate_demo(seed=11, customers=80, now=AS_OF)
-    instance = _open(tmp_path)
-    for source in demo.sources:
-        instance.sources.create(source.name, source.type)
-        if demo.messages.get(source.name):
-            _send(instance, source.name, demo.messages[source.name])
-    web = demo.sources[0].name
-    _send(instance, web, [
-        {"type": "identify", "anonymousId": "family-pc", "traits": {"email": "home@example.com"}},
-        {"type": "identify", "userId": "parent-1", "anonymousId": "family-pc"},
-        {"type": "identify", "userId": "teen-1", "anonymousId": "family-pc",
-         "traits": {"email": "home@example.com"}},
-        {"type": "identify", "anonymousId": "walk-in-1", "traits": {"email": "shop@example.com"}},
-        {"type": "identify", "anonymousId": "walk-in-2", "traits": {"email": "shop@example.com",
-                                                                    "firstName": "Eve"}},
-    ])  # fmt: skip
-    instance.log.rotate()
-    instance.loader.load_now()
-    instance.identity.process_all(limit=700)  # many micro-batches, merges across them
+    instance = load_households(tmp_path, limit=700)
     yield instance
     instance.close()
 
@@ -128,7 +93,7 @@ def test_overrides_rebuilds_and_recomputes_are_published(onefold):
 
 def test_new_events_reach_the_served_profile(onefold):
     web = onefold.sources.list()[0].name
-    _send(onefold, web, [
+    send(onefold, web, [
         {"type": "identify", "anonymousId": "walk-in-1", "traits": {"email": "eve@example.org"}},
         {"type": "identify", "userId": "eve-42", "traits": {"email": "eve@example.org",
                                                             "lastName": "Moreau"}},
@@ -150,7 +115,7 @@ def test_a_failed_publish_is_retried_and_loses_nothing(onefold, monkeypatch):
 
     monkeypatch.setattr(store, "replace", failing)
     web = onefold.sources.list()[0].name
-    _send(onefold, web, [{"type": "identify", "userId": "late-1", "anonymousId": "walk-in-1"}])
+    send(onefold, web, [{"type": "identify", "userId": "late-1", "anonymousId": "walk-in-1"}])
     onefold.log.rotate()
     onefold.loader.load_now()
     with pytest.raises(OSError):
@@ -181,7 +146,7 @@ def test_a_lost_serving_file_is_rebuilt_on_start(onefold):
     }
     onefold.close()
     shutil.rmtree(data_dir / "serving")
-    reopened = _open(data_dir)
+    reopened = open_paused(data_dir)
     try:
         reopened.identity.publish()
         assert {key: reopened.serving.find(*key) for key in expected} == expected

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from onefold.collect.ingest import prepare
-from onefold.collect.messages import Envelope, now_utc
-from onefold.demo.generator import generate_demo
 from onefold.runtime import Onefold
-from onefold.settings import Settings
 from onefold.unify.overrides import OverrideError
 from onefold.unify.profiles import Lookup, find_profile
+from tests.unify.households import load_households
 
-AS_OF = datetime(2026, 6, 1)
 SNAPSHOT = {
     "identifiers": "SELECT namespace, value, profile_id, first_seq, source_id FROM identifiers",
     "profiles": "SELECT profile_id, anchor_namespace, anchor_value, anchor_seq, merged_into "
@@ -37,30 +32,7 @@ def _snapshot(onefold: Onefold) -> dict[str, set]:
 
 @pytest.fixture
 def onefold(tmp_path: Path):
-    demo = generate_demo(seed=11, customers=80, now=AS_OF)
-    instance = Onefold(Settings(data_dir=tmp_path, admin_token="t", unify_interval_ms=10**9))
-    instance.identity.clock = lambda: AS_OF
-    for source in demo.sources:
-        created = instance.sources.create(source.name, source.type)
-        if demo.messages.get(source.name):
-            envelope = Envelope(created.id, "r", "test", now_utc())
-            instance.log.append_blocking(prepare(demo.messages[source.name], envelope).data)
-    # a shared computer: two people's accounts meet on one anonymous id, and a shop
-    # assistant types the shop's email for two walk-in customers
-    web = instance.sources.list()[0]
-    shared = [
-        {"type": "identify", "anonymousId": "family-pc", "traits": {"email": "home@example.com"}},
-        {"type": "identify", "userId": "parent-1", "anonymousId": "family-pc"},
-        {"type": "identify", "userId": "teen-1", "anonymousId": "family-pc",
-         "traits": {"email": "home@example.com"}},
-        {"type": "identify", "anonymousId": "walk-in-1", "traits": {"email": "shop@example.com"}},
-        {"type": "identify", "anonymousId": "walk-in-2", "traits": {"email": "shop@example.com",
-                                                                    "firstName": "Eve"}},
-    ]  # fmt: skip
-    instance.log.append_blocking(prepare(shared, Envelope(web.id, "r", "t", now_utc())).data)
-    instance.log.rotate()
-    instance.loader.load_now()
-    instance.identity.process_all(limit=800)
+    instance = load_households(tmp_path, limit=800)
     yield instance
     instance.close()
 
