@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from ingest import machine_busy_pct
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,22 +46,6 @@ DATA_DIR = ROOT / "bench/data"
 RESULTS = ROOT / "bench/results/identity.json"
 NAMESPACES = ["user_id", "email", "phone", "anonymous_id"]  # strongest first
 SOURCES = ["web", "app", "crm"]
-
-
-def machine_cpu() -> tuple[float, float]:
-    """Busy and total CPU seconds of the whole machine so far."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    total = sum(fields[:8])
-    tick = os.sysconf("SC_CLK_TCK")
-    return (total - idle) / tick, total / tick
-
-
-def busy_percent(seconds: float = 1.0) -> float:
-    busy0, total0 = machine_cpu()
-    time.sleep(seconds)
-    busy1, total1 = machine_cpu()
-    return round((busy1 - busy0) / max(total1 - total0, 1e-9) * 100, 1)
 
 
 def peak_rss_mb() -> float:
@@ -884,7 +869,7 @@ def main() -> None:
     results: dict = {
         "machine": {
             "platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "busy_percent_before": busy_percent(),
+            "cpus": os.cpu_count(), "busy_percent_before": machine_busy_pct(),
             "load_average_before": os.getloadavg(),
         },
     }  # fmt: skip
@@ -939,7 +924,7 @@ def main() -> None:
             )
         t = r["serving_store_threads"]
         print(f"  serving_store, {t['threads']} threads: {t['lookups_per_s']:,} lookups/s")
-    results["machine"]["busy_percent_after"] = busy_percent()
+    results["machine"]["busy_percent_after"] = machine_busy_pct()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"results: {args.output}")
