@@ -42,6 +42,7 @@ ONEFOLD_TABLES = (
     "event_identity",
     "identity_blocked",
     "identity_overrides",
+    "identity_links",
     "trait_observations",
     "profile_traits",
     "computed_traits",

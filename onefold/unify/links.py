@@ -82,6 +82,13 @@ def active_between(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> lis
     ).fetchall())  # fmt: skip
 
 
+def active(con: duckdb.DuckDBPyConnection) -> list[Link]:
+    """Every active link, in the order a full rebuild applies them (e.g. on Spark)."""
+    return _links(con.execute(
+        f"SELECT {_COLUMNS} FROM identity_links WHERE status = 'active' ORDER BY position, id"
+    ).fetchall())  # fmt: skip
+
+
 def active_touching(con: duckdb.DuckDBPyConnection, keys: set[Key]) -> list[Link]:
     """Active links with an identifier among ``keys``, in order."""
     if not keys:

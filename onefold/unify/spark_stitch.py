@@ -7,12 +7,16 @@
 2. **Clean**: each row through :class:`~onefold.unify.identifiers.KeyCleaner` (phone
    numbers to E.164, blocked values set aside), in ``mapInPandas``.
 3. **Components**: the raw connected components of the message–identifier graph, by min-label
-   propagation in DataFrames until nothing changes (bounded). Links the rules will refuse
-   still connect here: a component is everything one message's resolution can depend on.
+   propagation in DataFrames until nothing changes (bounded). Each active link
+   (:mod:`onefold.unify.links`) is one more node, joined to its two identifiers, as the
+   message holding both that it stands for. Links the rules will refuse still connect
+   here: a component is everything one message's (or link's) resolution can depend on.
 4. **Resolve**: ``groupBy(component).applyInPandas``: the same
    :class:`~onefold.unify.resolver.Resolver` over each component's messages in ``seq``
-   order, so independent components resolve in parallel. Because no message reaches outside
-   its component, this gives what resolving every event in order on DuckDB gives.
+   order, with the component's links applied right after the event at their position
+   (:func:`onefold.unify.links.resolve_with_links`), so independent components resolve in
+   parallel. Because no message reaches outside its component, this gives what resolving
+   every event in order on DuckDB gives.
 5. **Computed traits**: :func:`onefold.unify.computed.computed_sql` in Spark's dialect
    over ``events``, the stitched ``event_identity`` and ``identifiers``.
 
@@ -33,6 +37,7 @@ import sqlglot
 
 from onefold.unify.computed import ComputedTrait, computed_sql
 from onefold.unify.identifiers import KeyCleaner, extraction_sql
+from onefold.unify.links import Link, merge_details, resolve_with_links
 from onefold.unify.resolver import Key, Message, Resolver
 from onefold.unify.rules import IdentityRules
 
@@ -44,13 +49,13 @@ if TYPE_CHECKING:
 
 MAX_ITERATIONS = 64
 
-_CLEANED = (
-    "seq long, message_id string, source_id string, namespace string, value string, blocked boolean"
-)
+_EDGES = "seq long, message_id string, source_id string, namespace string, value string"
+_CLEANED = _EDGES + ", blocked boolean"
 # One schema for everything a component's resolution produces, told apart by ``kind``.
 _RESOLVED = (
     "kind string, seq long, message_id string, namespace string, value string, "
-    "profile_id string, other_id string, rule string, detail string, source_id string"
+    "profile_id string, other_id string, rule string, detail string, source_id string, "
+    "method string, probability double, reasons string"
 )
 _RESOLVED_COLUMNS = [part.split()[0] for part in _RESOLVED.split(", ")]
 
@@ -71,6 +76,7 @@ class Stitched:
     event_identity: DataFrame
     identity_blocked: DataFrame
     labels: DataFrame  # (seq, component): the raw connected component of each message
+    links: int  # active links given, each applied at its position
     iterations: int  # label propagation rounds until nothing changed
 
     def register(self, engine: SparkEngine) -> None:
@@ -112,7 +118,8 @@ def _cleaner(rules: IdentityRules, blocked_keys: frozenset[Key]):
 
 def components(edges: DataFrame, max_iterations: int = MAX_ITERATIONS) -> tuple[DataFrame, int]:
     """(seq, component) for every message in ``edges`` (distinct seq, namespace, value):
-    the least seq of its connected component, by min-label propagation to a fixpoint.
+    the least seq of its connected component (links' nodes included: see
+    :func:`link_edges`), by min-label propagation to a fixpoint.
 
     Each round takes every identifier's least label over its messages, then every
     message's least label over its identifiers; one round crosses two edges of the
@@ -138,26 +145,52 @@ def components(edges: DataFrame, max_iterations: int = MAX_ITERATIONS) -> tuple[
     raise NoFixpoint(f"connected components still changing after {max_iterations} rounds")
 
 
-def _resolver(rules: IdentityRules, never_link: list[tuple[Key, Key]]):
+def ordered_links(active_links: Iterable[Link]) -> list[Link]:
+    """Active links in the order they apply (position, then id, as
+    :func:`onefold.unify.links.active_between` gives them, which also leaves out a link
+    without a position); a link's node in the component graph is numbered by its place
+    here (see :func:`link_edges`)."""
+    placed = [link for link in active_links if link.position is not None]
+    return sorted(placed, key=lambda link: (link.position, link.id))
+
+
+def link_edges(engine: SparkEngine, ordered: list[Link]) -> DataFrame:
+    """The edges of the links' nodes, in the schema of the message edges: link ``i`` of
+    ``ordered`` is the node ``seq = -(i + 1)`` (below every event's seq, so never taken for
+    one), with an edge to each of its identifiers."""
+    rows = [
+        (-(index + 1), link.message_id, None, namespace, value)
+        for index, link in enumerate(ordered)
+        for namespace, value in (link.a, link.b)
+    ]
+    return engine.session.createDataFrame(rows, _EDGES)
+
+
+def _resolver(rules: IdentityRules, never_link: list[tuple[Key, Key]], ordered: list[Link]):
     def resolve(rows: pd.DataFrame) -> pd.DataFrame:
         import pandas as pd
 
         cleaner = KeyCleaner(rules)
-        ordered = sorted(zip(
+        nodes = sorted(zip(
             rows["seq"].tolist(), rows["message_id"].tolist(), rows["source_id"].tolist(),
             rows["namespace"].tolist(), rows["value"].tolist(), strict=True,
         ))  # fmt: skip
+        first_event = next((i for i, node in enumerate(nodes) if node[0] >= 0), len(nodes))
+        placed = [ordered[i] for i in sorted({-node[0] - 1 for node in nodes[:first_event]})]
+        events = nodes[first_event:]
         messages = [
             Message(seq, message_id, source_id,
                     cleaner.strongest_first({(r[3], r[4]) for r in group}))
-            for (seq, message_id, source_id), group in groupby(ordered, key=lambda r: r[:3])
+            for (seq, message_id, source_id), group in groupby(events, key=lambda r: r[:3])
         ]  # fmt: skip
         resolver = Resolver(rules, never_link)
-        changes = resolver.resolve(messages)
+        changes = resolve_with_links(resolver, messages, placed)
+        details = merge_details(placed)
+        plain = ("deterministic", None, None)
         surviving = resolver.surviving
         out: dict[str, list] = {column: [] for column in _RESOLVED_COLUMNS}
 
-        def emit(kind: str, seq: int, namespace: str, value: str, **fields: str | None) -> None:
+        def emit(kind: str, seq: int, namespace: str, value: str, **fields: Any) -> None:
             fields.update(kind=kind, seq=seq, namespace=namespace, value=value)
             for column, values in out.items():
                 values.append(fields.get(column))
@@ -170,8 +203,10 @@ def _resolver(rules: IdentityRules, never_link: list[tuple[Key, Key]]):
             emit("profile", profile.anchor_seq, *profile.anchor, profile_id=profile.id,
                  other_id=into if into != profile.id else None)  # fmt: skip
         for m in changes.merges:
+            method, probability, reasons = details.get(m.message_id, plain)
             emit("merge", m.seq, m.namespace, m.value, message_id=m.message_id,
-                 profile_id=m.surviving_id, other_id=m.absorbed_id)  # fmt: skip
+                 profile_id=m.surviving_id, other_id=m.absorbed_id, method=method,
+                 probability=probability, reasons=reasons)  # fmt: skip
         for r in changes.refusals:
             emit("refusal", r.seq, r.namespace, r.value, message_id=r.message_id,
                  profile_id=r.profile_id, other_id=r.other_profile_id, rule=r.rule,
@@ -180,6 +215,7 @@ def _resolver(rules: IdentityRules, never_link: list[tuple[Key, Key]]):
             emit("event", seq, namespace, value)
         frame = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in out.items()})
         frame["seq"] = pd.array(out["seq"], dtype="Int64")
+        frame["probability"] = pd.array(out["probability"], dtype="Float64")
         return frame
 
     return resolve
@@ -190,11 +226,14 @@ def stitch(
     rules: IdentityRules,
     blocked_keys: frozenset[Key] = frozenset(),
     never_link: Iterable[tuple[Key, Key]] = (),
+    active_links: Iterable[Link] = (),
     max_iterations: int = MAX_ITERATIONS,
 ) -> Stitched:
     """Resolve every event of the ``events`` view into an identity graph, on Spark.
     ``blocked_keys`` and ``never_link`` are the active overrides
-    (:func:`onefold.unify.overrides.active`)."""
+    (:func:`onefold.unify.overrides.active`), ``active_links`` the active links
+    (:func:`onefold.unify.links.active`), each applied right after the event at its
+    position, as a rebuild on DuckDB applies them."""
     from pyspark.sql import functions as F
 
     cleaned = (
@@ -207,12 +246,16 @@ def stitch(
         .groupBy("namespace", "value")
         .agg(F.count("*").alias("occurrences"), F.max("seq").alias("last_seq"))
     )
-    linking = cleaned.where("NOT blocked").drop("blocked").distinct().localCheckpoint()
+    linking = cleaned.where("NOT blocked").drop("blocked").distinct()
+    ordered = ordered_links(active_links)
+    if ordered:
+        linking = linking.unionByName(link_edges(engine, ordered))
+    linking = linking.localCheckpoint()
     labels, iterations = components(linking, max_iterations)
     resolved = (
         linking.join(labels, "seq")
         .groupBy("component")
-        .applyInPandas(_resolver(rules, list(never_link)), _RESOLVED)
+        .applyInPandas(_resolver(rules, list(never_link), ordered), _RESOLVED)
         .localCheckpoint()
     )
     kind = F.col("kind")
@@ -234,7 +277,9 @@ def stitch(
             F.col("other_id").alias("absorbed_id"),
             "namespace",
             "value",
-            F.lit("deterministic").alias("method"),
+            "method",
+            "probability",
+            "reasons",
         ),
         identity_refusals=resolved.where(kind == "refusal").select(
             "seq",
@@ -248,7 +293,8 @@ def stitch(
         ),
         event_identity=resolved.where(kind == "event").select("seq", "namespace", "value"),
         identity_blocked=blocked,
-        labels=labels,
+        labels=labels.where(F.col("seq") >= 0) if ordered else labels,
+        links=len(ordered),
         iterations=iterations,
     )
 

@@ -1,7 +1,9 @@
 """Stitching and computed traits on PySpark (local mode) give what DuckDB gives.
 
-One demo warehouse is resolved on DuckDB, micro-batch by micro-batch, then built again on
-Spark from the same raw events with the same SQL (transpiled) and the same resolver.
+One demo warehouse is resolved on DuckDB, micro-batch by micro-batch, with links made
+between the batches (an always-link, an accepted probabilistic match, and a link the rules
+refuse), then built again on Spark from the same raw events and the active links, with the
+same SQL (transpiled) and the same resolver.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from onefold.demo.generator import generate_demo
 from onefold.runtime import Onefold
 from onefold.settings import Settings, default_computed_traits
 from onefold.store.spark import java_available
+from onefold.unify import links
 from onefold.unify.computed import ComputedTrait
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -88,9 +91,60 @@ def engine():
     pool.shutdown()
 
 
+def _customers(con) -> list[tuple[str, str | None]]:
+    """(user id, an email of the same profile or None) of the live profiles holding a
+    user id, oldest first."""
+    return con.execute(
+        """
+        SELECT u.value, min(e.value) FROM identifiers u
+        LEFT JOIN identifiers e ON e.profile_id = u.profile_id AND e.namespace = 'email'
+        WHERE u.namespace = 'user_id' GROUP BY u.value, u.first_seq ORDER BY u.first_seq
+        """
+    ).fetchall()
+
+
+def _visitors(con) -> list[str]:
+    """The anchors of live profiles with nothing but anonymous ids, oldest first."""
+    return [value for (value,) in con.execute(
+        """
+        SELECT p.anchor_value FROM identity_profiles p JOIN identifiers i USING (profile_id)
+        GROUP BY p.anchor_value, p.anchor_seq HAVING bool_and(i.namespace = 'anonymous_id')
+        ORDER BY p.anchor_seq
+        """
+    ).fetchall()]  # fmt: skip
+
+
+def _always_links(onefold: Onefold) -> dict[str, str]:
+    """A visitor linked to a customer by hand, and two customers' user ids linked: merge
+    protection refuses that one."""
+    con = onefold.warehouse.cursor()
+    customers, visitors = _customers(con), _visitors(con)
+    graph = onefold.identity
+    manual = graph.always_link(("anonymous_id", visitors[0]), ("user_id", customers[0][0]),
+                               "same person at the till")  # fmt: skip
+    refused = graph.always_link(("user_id", customers[1][0]), ("user_id", customers[2][0]),
+                                "a typo")  # fmt: skip
+    return {"manual": manual["id"], "refused": refused["id"]}
+
+
+def _accepted_match(onefold: Onefold) -> str:
+    """A probabilistic link between a visitor and a customer's email, accepted from the
+    review queue (as the matcher would queue it, without running the matcher)."""
+    con = onefold.warehouse.cursor()
+    visitor = ("anonymous_id", _visitors(con)[1])
+    email = ("email", next(email for _, email in _customers(con)[3:] if email))
+    with onefold.warehouse.transaction() as tx:
+        link_id = links.record(tx, "probabilistic", visitor, email, "review", probability=0.87,
+                               reasons={"device": "same", "ip": "close"})  # fmt: skip
+    assert link_id
+    onefold.identity.decide_link(link_id, "accept", "looks right")
+    return link_id
+
+
 @pytest.fixture(scope="module")
 def duckdb_side(engine, tmp_path_factory):
-    """The demo resolved on DuckDB, as the graph tables and computed traits it wrote."""
+    """The demo resolved on DuckDB, as the graph tables and computed traits it wrote, with
+    links made live between micro-batches (so they sit among the events)."""
     started = time.monotonic()
     traits = default_computed_traits() + EXTRA_TRAITS
     path: Path = tmp_path_factory.mktemp("spark-conformance")
@@ -110,10 +164,16 @@ def duckdb_side(engine, tmp_path_factory):
     onefold.log.append_blocking(prepare(EDGE_CASES, envelope).data)
     onefold.log.rotate()
     onefold.loader.load_now()
+    for _ in range(3):
+        onefold.identity.process(limit=541)
+    made = _always_links(onefold)
+    for _ in range(3):
+        onefold.identity.process(limit=541)
+    made["probabilistic"] = _accepted_match(onefold)
     onefold.identity.process_all(limit=541)
     onefold.identity.recompute_traits()
     print(f"duckdb side: {time.monotonic() - started:.1f}s", flush=True)
-    yield onefold, traits
+    yield onefold, traits, made
     onefold.close()
 
 
@@ -147,13 +207,14 @@ def test_stitching_and_computed_traits_conform(duckdb_side, engine):
     from onefold.unify import overrides
     from onefold.unify.spark_stitch import computed_rows, stitch
 
-    onefold, traits = duckdb_side
+    onefold, traits, made = duckdb_side
     con = onefold.warehouse.cursor()
     engine = engine.result()
     started = time.monotonic()
     engine.load_duckdb(con, ["events"])
     blocked, never = overrides.active(con)
-    stitched = stitch(engine, onefold.settings.identity, blocked, never)
+    stitched = stitch(engine, onefold.settings.identity, blocked, never, links.active(con))
+    assert stitched.links == 3
     stitched.register(engine)
     stitch_seconds = time.monotonic() - started
     spark_traits = computed_rows(engine, traits, AS_OF)
@@ -176,16 +237,24 @@ def test_stitching_and_computed_traits_conform(duckdb_side, engine):
         con, f"SELECT {', '.join(columns)} FROM identity_profiles"
     )
 
-    # The same merges and refusals, with the same rules and reasons.
+    # The same merges and refusals, with the same rules and reasons; links' merges with
+    # their method, probability and reasons, at their link's position.
     columns = ["seq", "message_id", "surviving_id", "absorbed_id", "namespace", "value",
-               "method"]  # fmt: skip
+               "method", "probability", "reasons"]  # fmt: skip
     merges = _rows(con, f"SELECT {', '.join(columns)} FROM identity_merges")
-    assert merges, "the demo should merge profiles"
+    by_link = {row[1]: row for row in merges if row[1].startswith(links.PREFIX)}
+    manual, match = (by_link[links.PREFIX + made[kind]] for kind in ("manual", "probabilistic"))
+    assert manual[6:] == ("manual", None, None)
+    assert match[6:] == ("probabilistic", 0.87, '{"device":"same","ip":"close"}')
+    assert 0 < manual[0] < match[0] < max(row[0] for row in merges)
     assert _spark_rows(stitched.identity_merges, columns) == merges
     columns = ["seq", "message_id", "namespace", "value", "profile_id", "other_profile_id",
                "rule", "detail"]  # fmt: skip
     refusals = _rows(con, f"SELECT {', '.join(columns)} FROM identity_refusals")
     assert {row[6] for row in refusals} == {"merge_protection", "limit"}
+    assert [row[6] for row in refusals if row[1] == links.PREFIX + made["refused"]] == [
+        "merge_protection"
+    ]
     assert _spark_rows(stitched.identity_refusals, columns) == refusals
 
     # Every event reaches its profile through the same identifier; blocked values agree.
