@@ -203,4 +203,11 @@ MIGRATIONS: list[str] = [
         decided_at TIMESTAMP
     );
     """,
+    # 10: the indexes of migration 7 on traits and computed traits go: profile views are
+    # now read from the serving store and built for many profiles at once (a join, which
+    # does not use them), while every micro-batch paid for keeping them at its commit.
+    """
+    DROP INDEX profile_traits_profile;
+    DROP INDEX computed_traits_profile;
+    """,
 ]

@@ -25,6 +25,8 @@ import sqlglot
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlglot import exp
 
+from onefold.unify.membership import members_sql
+
 Function = Literal[
     "count", "sum", "min", "max", "avg", "first", "last", "most_frequent",
     "distinct_count", "first_seen", "last_seen", "days_since_last",
@@ -156,20 +158,17 @@ def _aggregate(trait: ComputedTrait, as_of: datetime) -> exp.Expression:
     return agg
 
 
-_FROM = """
-    FROM events e
-    JOIN event_identity ei ON ei.seq = e.seq
-    JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
-"""
+_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in sorted(_COLUMNS | {"seq", "raw"}))
 
 
 def computed_sql(
     traits: list[ComputedTrait], as_of: datetime, dialect: str = "duckdb",
-    scope: str | None = None,
+    scope: str | None = None, members: str | None = None,
 ) -> str:  # fmt: skip
     """One row per profile, one column per trait. ``scope`` names a table of profile ids
-    to limit the query to."""
-    in_scope = f"i.profile_id IN (SELECT profile_id FROM {scope})" if scope else "TRUE"
+    to limit the query to; ``members`` a table of ``(profile_id, seq)`` giving the events
+    of the profiles to compute (see :mod:`onefold.unify.membership`), found beforehand."""
+    source = members or f"({members_sql(scope)})"
     columns = []
     joins = []
     for trait in traits:
@@ -184,19 +183,23 @@ def computed_sql(
             f"""
             LEFT JOIN (
                 SELECT profile_id, arg_max(v, struct_pack(n := n, v := v)) AS v FROM (
-                    SELECT i.profile_id, {value} AS v, count(*) AS n {_FROM}
-                    WHERE {in_scope} AND {condition}
-                    GROUP BY i.profile_id, v
+                    SELECT e.profile_id, {value} AS v, count(*) AS n FROM profile_events e
+                    WHERE {condition}
+                    GROUP BY e.profile_id, v
                 ) WHERE v IS NOT NULL GROUP BY profile_id
-            ) AS {alias} ON {alias}.profile_id = i.profile_id
+            ) AS {alias} ON {alias}.profile_id = e.profile_id
             """
         )
         columns.append(f"max({alias}.v) AS {name}")
+    # The profiles' events are read once, whatever the number of traits.
     query = f"""
-        SELECT i.profile_id, {", ".join(columns)}
-        {_FROM} {" ".join(joins)}
-        WHERE {in_scope}
-        GROUP BY i.profile_id
+        WITH profile_events AS (
+            SELECT m.profile_id, {_EVENT_COLUMNS}
+            FROM events e JOIN {source} m ON m.seq = e.seq
+        )
+        SELECT e.profile_id, {", ".join(columns)}
+        FROM profile_events e {" ".join(joins)}
+        GROUP BY e.profile_id
     """
     return sqlglot.transpile(query, read="duckdb", write=dialect)[0]
 
@@ -206,8 +209,10 @@ def refresh(
     traits: list[ComputedTrait],
     as_of: datetime,
     profiles: list[str] | None,
+    members: pa.Table | None = None,
 ) -> None:
-    """Recompute ``computed_traits`` for ``profiles`` (every profile when None)."""
+    """Recompute ``computed_traits`` for ``profiles`` (every profile when None);
+    ``members``, when given, are those profiles' events (:func:`membership.profile_events`)."""
     if not traits:
         return
     scope = None
@@ -226,7 +231,11 @@ def refresh(
             con.execute("DELETE FROM computed_traits")
         names = ", ".join(f'"{t.name}"' for t in traits)
         casts = ", ".join(f'to_json("{t.name}") AS "{t.name}"' for t in traits)
-        wide = computed_sql(traits, as_of, scope=scope)
+        if members is not None:
+            con.register("computed_members", members)
+        wide = computed_sql(
+            traits, as_of, scope=scope, members="computed_members" if members is not None else None
+        )
         con.execute(
             f"""
             INSERT INTO computed_traits
@@ -240,3 +249,5 @@ def refresh(
     finally:
         if scope:
             con.unregister("computed_scope")
+        if members is not None:
+            con.unregister("computed_members")

@@ -29,6 +29,7 @@ from onefold.unify import (
     accounts,
     computed,
     links,
+    membership,
     overrides,
     probabilistic,
     publish,
@@ -284,8 +285,9 @@ class IdentityGraph:
         traits.observe(con, after, upto)
         accounts.observe(con, after, upto)
         touched = traits.touched_profiles(con, after, upto)
-        traits.refresh(con, self.trait_rules, touched)
-        computed.refresh(con, self.computed_traits, self.clock(), touched)
+        members = membership.profile_events(con, touched)
+        traits.refresh(con, self.trait_rules, touched, members)
+        computed.refresh(con, self.computed_traits, self.clock(), touched, members)
         publish.mark_batch(con, touched, after, upto)
         received = con.execute(
             "SELECT received_at FROM events WHERE seq > $after AND seq <= $upto",

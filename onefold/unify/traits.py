@@ -16,6 +16,8 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from onefold.unify.membership import members_sql
+
 
 class TraitRules(BaseModel):
     source_priority: list[str] = Field(
@@ -91,47 +93,60 @@ def _ranks(con: duckdb.DuckDBPyConnection, rules: TraitRules) -> pa.Table:
                      "rank": pa.array(ranks, pa.int64())})  # fmt: skip
 
 
-def refresh(con: duckdb.DuckDBPyConnection, rules: TraitRules, profiles: list[str] | None) -> None:
-    """Recompute ``profile_traits`` for ``profiles`` (every profile when None)."""
+def refresh(
+    con: duckdb.DuckDBPyConnection,
+    rules: TraitRules,
+    profiles: list[str] | None,
+    members: pa.Table | None = None,
+) -> None:
+    """Recompute ``profile_traits`` for ``profiles`` (every profile when None);
+    ``members``, when given, are those profiles' events (:func:`membership.profile_events`)."""
+    if profiles is not None and not profiles:
+        return
+    registered = ["trait_ranks"]
     con.register("trait_ranks", _ranks(con, rules))
-    scope = ""
+    scope = None
     if profiles is not None:
-        if not profiles:
-            con.unregister("trait_ranks")
-            return
         con.register("refresh_profiles", pa.table({"profile_id": pa.array(profiles, pa.string())}))
-        scope = "WHERE profile_id IN (SELECT profile_id FROM refresh_profiles)"
+        registered.append("refresh_profiles")
+        scope = "refresh_profiles"
+    if members is not None:
+        con.register("refresh_members", members)
+        registered.append("refresh_members")
+    source = "refresh_members" if members is not None else f"({members_sql(scope)})"
     keep_nulls = "TRUE" if rules.null_clears else "json_type(o.value) <> 'NULL'"
-    in_scope = "AND i.profile_id IN (SELECT profile_id FROM refresh_profiles)" if scope else ""
     try:
-        con.execute(f"DELETE FROM profile_traits {scope}")
+        if scope:
+            con.execute(
+                "DELETE FROM profile_traits WHERE profile_id IN "
+                "(SELECT profile_id FROM refresh_profiles)"
+            )
+        else:
+            con.execute("DELETE FROM profile_traits")
         con.execute(
             f"""
             INSERT INTO profile_traits
             SELECT profile_id, trait, value, source_id, seq, "timestamp" FROM (
-                SELECT i.profile_id, o.trait, o.value, o.source_id, o.seq, o."timestamp",
+                SELECT m.profile_id, o.trait, o.value, o.source_id, o.seq, o."timestamp",
                        row_number() OVER (
-                           PARTITION BY i.profile_id, o.trait
+                           PARTITION BY m.profile_id, o.trait
                            ORDER BY coalesce(specific.rank, general.rank, 0) DESC,
                                     o."timestamp" DESC, o.seq DESC
                        ) AS position
                 FROM trait_observations o
-                JOIN event_identity ei ON ei.seq = o.seq
-                JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
+                JOIN {source} m ON m.seq = o.seq
                 LEFT JOIN trait_ranks specific
                        ON specific.trait = o.trait AND specific.source_id = o.source_id
                 LEFT JOIN trait_ranks general
                        ON general.trait = '*' AND general.source_id = o.source_id
                 WHERE o.value IS NOT NULL AND {keep_nulls}
-                  {in_scope}
             )
             WHERE position = 1 AND json_type(value) <> 'NULL'
             """
         )
     finally:
-        con.unregister("trait_ranks")
-        if profiles is not None:
-            con.unregister("refresh_profiles")
+        for name in registered:
+            con.unregister(name)
 
 
 def touched_profiles(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> list[str]:
