@@ -15,6 +15,7 @@ give the same values.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Literal
@@ -92,7 +93,7 @@ def _literal(value: str | int | float | bool) -> exp.Expression:
     return exp.Literal.string(str(value))
 
 
-def _condition(trait: ComputedTrait, as_of: datetime) -> exp.Expression | None:
+def _condition(trait: ComputedTrait) -> exp.Expression | None:
     parts: list[exp.Expression] = []
     if trait.event is not None:
         parts.append(exp.column("event", table="e").eq(exp.Literal.string(trait.event)))
@@ -101,24 +102,32 @@ def _condition(trait: ComputedTrait, as_of: datetime) -> exp.Expression | None:
     for path, value in trait.where.items():
         parts.append(_field(path).eq(_literal(value)))
     if trait.window_days is not None:
-        since = sqlglot.parse_one(
-            f"TIMESTAMP '{as_of.isoformat(sep=' ')}' - INTERVAL {int(trait.window_days)} DAY",
-            read="duckdb",
+        since = exp.Sub(
+            this=_as_of(),
+            expression=exp.Interval(
+                this=exp.Literal.string(str(int(trait.window_days))), unit=exp.var("DAY")
+            ),
         )
         parts.append(exp.column("timestamp", table="e") >= since)
-    parts.append(exp.column("timestamp", table="e") <= _as_of(as_of))
+    parts.append(exp.column("timestamp", table="e") <= _as_of())
     return exp.and_(*parts) if parts else None
 
 
-def _as_of(as_of: datetime) -> exp.Expression:
-    return sqlglot.parse_one(f"TIMESTAMP '{as_of.isoformat(sep=' ')}'", read="duckdb")
+def _as_of() -> exp.Expression:
+    """The moment windows end at: the query's ``as_of`` parameter (:func:`parameters`)."""
+    return exp.cast(exp.Placeholder(this="as_of"), "TIMESTAMP")
+
+
+def parameters(as_of: datetime) -> dict[str, str]:
+    """The parameters of :func:`computed_sql`'s query, for either engine."""
+    return {"as_of": as_of.isoformat(sep=" ")}
 
 
 def _order_key() -> exp.Expression:
     return sqlglot.parse_one("struct_pack(t := e.timestamp, s := e.seq)", read="duckdb")
 
 
-def _aggregate(trait: ComputedTrait, as_of: datetime) -> exp.Expression:
+def _aggregate(trait: ComputedTrait) -> exp.Expression:
     value = _field(trait.property) if trait.property else None
     if trait.function in _NUMERIC and trait.property != "timestamp":
         value = exp.TryCast(this=value, to=exp.DataType.build("DOUBLE"))
@@ -139,7 +148,7 @@ def _aggregate(trait: ComputedTrait, as_of: datetime) -> exp.Expression:
         agg = exp.Max(this=exp.column("timestamp", table="e"))
     else:  # most_frequent: resolved in its own subquery, see computed_sql
         raise AssertionError(fn)
-    condition = _condition(trait, as_of)
+    condition = _condition(trait)
     if fn in ("first", "last"):
         # DuckDB's arg_min/arg_max skip rows whose value is null, Spark's min_by/max_by do
         # not: say it, so that both engines pick the same row.
@@ -151,7 +160,7 @@ def _aggregate(trait: ComputedTrait, as_of: datetime) -> exp.Expression:
         # Day boundaries crossed, as DATE minus DATE: Spark's datediff on timestamps would
         # count whole 24-hour days instead.
         agg = exp.DateDiff(
-            this=exp.cast(_as_of(as_of), "DATE"),
+            this=exp.cast(_as_of(), "DATE"),
             expression=exp.cast(agg, "DATE"),
             unit=exp.var("DAY"),
         )
@@ -162,23 +171,35 @@ _EVENT_COLUMNS = ", ".join(f"e.{column}" for column in sorted(_COLUMNS | {"seq",
 
 
 def computed_sql(
-    traits: list[ComputedTrait], as_of: datetime, dialect: str = "duckdb",
+    traits: list[ComputedTrait], dialect: str = "duckdb",
     scope: str | None = None, members: str | None = None,
 ) -> str:  # fmt: skip
-    """One row per profile, one column per trait. ``scope`` names a table of profile ids
-    to limit the query to; ``members`` a table of ``(profile_id, seq)`` giving the events
-    of the profiles to compute (see :mod:`onefold.unify.membership`), found beforehand."""
+    """One row per profile, one column per trait, as of the ``as_of`` parameter (see
+    :func:`parameters`). ``scope`` names a table of profile ids to limit the query to;
+    ``members`` a table of ``(profile_id, seq)`` giving the events of the profiles to
+    compute (see :mod:`onefold.unify.membership`), found beforehand.
+
+    Building the query costs milliseconds of Python; each micro-batch runs it, so it is
+    built once per definitions and kept."""
+    return _computed_sql(tuple(t.model_dump_json() for t in traits), dialect, scope, members)
+
+
+@functools.lru_cache(maxsize=32)
+def _computed_sql(
+    definitions: tuple[str, ...], dialect: str, scope: str | None, members: str | None
+) -> str:
+    traits = [ComputedTrait.model_validate_json(text) for text in definitions]
     source = members or f"({members_sql(scope)})"
     columns = []
     joins = []
     for trait in traits:
         name = exp.to_identifier(trait.name, quoted=True).sql("duckdb")
         if trait.function != "most_frequent":
-            columns.append(f"{_aggregate(trait, as_of).sql('duckdb')} AS {name}")
+            columns.append(f"{_aggregate(trait).sql('duckdb')} AS {name}")
             continue
         alias = f"mf{len(joins)}"
         value = _field(trait.property).sql("duckdb")
-        condition = _condition(trait, as_of).sql("duckdb")
+        condition = _condition(trait).sql("duckdb")
         joins.append(
             f"""
             LEFT JOIN (
@@ -234,17 +255,17 @@ def refresh(
         if members is not None:
             con.register("computed_members", members)
         wide = computed_sql(
-            traits, as_of, scope=scope, members="computed_members" if members is not None else None
+            traits, scope=scope, members="computed_members" if members is not None else None
         )
         con.execute(
             f"""
             INSERT INTO computed_traits
-            SELECT profile_id, name, value, $as_of FROM (
+            SELECT profile_id, name, value, CAST($as_of AS TIMESTAMP) FROM (
                 UNPIVOT (SELECT profile_id, {casts} FROM ({wide}))
                 ON {names} INTO NAME name VALUE value
             )
             """,
-            {"as_of": as_of},
+            parameters(as_of),
         )
     finally:
         if scope:

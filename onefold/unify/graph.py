@@ -192,6 +192,31 @@ def write_changes(
     }))  # fmt: skip
 
 
+def touched_profiles(resolver: Resolver, changes: Changes) -> tuple[list[str], pa.Table]:
+    """The profiles a batch may have changed (those its events reach, the survivors of its
+    merges and the profiles they absorbed), and every identifier of the live ones with its
+    profile: the resolver was given each touched profile's identifiers, so none is read."""
+    surviving, owner = resolver.surviving, resolver.owner
+    profiles = {surviving(owner[(namespace, value)]) for _, namespace, value in
+                changes.attributions}  # fmt: skip
+    for merge in changes.merges:
+        profiles.add(merge.surviving_id)
+        profiles.add(merge.absorbed_id)
+    namespaces, values, owners = [], [], []
+    for (namespace, value), profile_id in owner.items():
+        profile_id = surviving(profile_id)
+        if profile_id in profiles:
+            namespaces.append(namespace)
+            values.append(value)
+            owners.append(profile_id)
+    identifiers = pa.table({
+        "namespace": pa.array(namespaces, pa.string()),
+        "value": pa.array(values, pa.string()),
+        "profile_id": pa.array(owners, pa.string()),
+    })  # fmt: skip
+    return sorted(profiles), identifiers
+
+
 def write_blocked(con: duckdb.DuckDBPyConnection, extracted: Extracted) -> None:
     if not extracted.blocked:
         return
@@ -284,8 +309,8 @@ class IdentityGraph:
         write_blocked(con, extracted)
         traits.observe(con, after, upto)
         accounts.observe(con, after, upto)
-        touched = traits.touched_profiles(con, after, upto)
-        members = membership.profile_events(con, touched)
+        touched, identifiers = touched_profiles(resolver, changes)
+        members = membership.events_of_identifiers(con, identifiers)
         traits.refresh(con, self.trait_rules, touched, members)
         computed.refresh(con, self.computed_traits, self.clock(), touched, members)
         publish.mark_batch(con, touched, after, upto)

@@ -3,9 +3,11 @@ identifier it was attributed to (``event_identity`` joined to ``identifiers``).
 
 Recomputing a few profiles' traits and computed traits needs only their events, but
 finding them means joining two tables as long as the warehouse's history. A micro-batch
-finds its profiles' events once (:func:`profile_events`) and hands them to every step that
-recomputes those profiles; a full recompute and Spark use the same join unscoped
-(:func:`members_sql`), so both ways read the same events.
+finds its profiles' events once and hands them to every step that recomputes those
+profiles: from the identifiers its resolver holds (:func:`events_of_identifiers`, one scan
+of ``event_identity``) or from the profile ids (:func:`profile_events`). A full recompute
+and Spark use the same join unscoped (:func:`members_sql`), so all ways read the same
+events.
 """
 
 from __future__ import annotations
@@ -32,3 +34,19 @@ def profile_events(con: duckdb.DuckDBPyConnection, profiles: list[str]) -> pa.Ta
         return con.sql(members_sql("member_profiles")).to_arrow_table()
     finally:
         con.unregister("member_profiles")
+
+
+def events_of_identifiers(con: duckdb.DuckDBPyConnection, identifiers: pa.Table) -> pa.Table:
+    """``(profile_id, seq)`` of the events attributed to ``identifiers`` (``namespace``,
+    ``value``, ``profile_id``): every identifier of some profiles gives those profiles'
+    events, without reading ``identifiers``."""
+    con.register("member_identifiers", identifiers)
+    try:
+        return con.sql(
+            """
+            SELECT k.profile_id, ei.seq FROM event_identity ei
+            JOIN member_identifiers k ON k.namespace = ei.namespace AND k.value = ei.value
+            """
+        ).to_arrow_table()
+    finally:
+        con.unregister("member_identifiers")

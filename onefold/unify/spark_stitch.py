@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import sqlglot
 
-from onefold.unify.computed import ComputedTrait, computed_sql
+from onefold.unify.computed import ComputedTrait, computed_sql, parameters
 from onefold.unify.identifiers import KeyCleaner, extraction_sql
 from onefold.unify.links import Link, merge_details, resolve_with_links
 from onefold.unify.resolver import Key, Message, Resolver
@@ -302,7 +302,7 @@ def stitch(
 def computed_frame(engine: SparkEngine, traits: list[ComputedTrait], as_of: datetime) -> DataFrame:
     """One row per profile, one column per trait: the query the DuckDB path runs, in
     Spark's dialect, over the ``events``, ``event_identity`` and ``identifiers`` views."""
-    return engine.session.sql(computed_sql(traits, as_of, dialect="spark"))
+    return engine.session.sql(computed_sql(traits, dialect="spark"), args=parameters(as_of))
 
 
 def json_text(value: Any) -> str | None:

@@ -147,22 +147,3 @@ def refresh(
     finally:
         for name in registered:
             con.unregister(name)
-
-
-def touched_profiles(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> list[str]:
-    """Profiles whose traits a batch may have changed: those its events reach, the
-    survivors of its merges and the profiles they absorbed."""
-    rows = con.execute(
-        """
-        SELECT DISTINCT i.profile_id
-        FROM event_identity ei
-        JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
-        WHERE ei.seq > $after AND ei.seq <= $upto
-        UNION
-        SELECT surviving_id FROM identity_merges WHERE seq > $after AND seq <= $upto
-        UNION
-        SELECT absorbed_id FROM identity_merges WHERE seq > $after AND seq <= $upto
-        """,
-        {"after": after, "upto": upto},
-    ).fetchall()
-    return [row[0] for row in rows]

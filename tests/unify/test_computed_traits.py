@@ -122,8 +122,8 @@ def test_definitions_are_validated_and_values_quoted():
     with pytest.raises(ValidationError):
         ComputedTrait(name="t", function="count", where={"properties.a') or 1=1 --": "x"})
     sneaky = ComputedTrait(name="t", function="count", event="x' OR '1'='1")
-    sql = computed_sql([sneaky], AS_OF)
+    sql = computed_sql([sneaky])
     assert "'x'' OR ''1''=''1'" in sql
     assert "GET_JSON_OBJECT" in computed_sql(
-        [ComputedTrait(name="r", function="sum", property="properties.revenue")], AS_OF, "spark"
+        [ComputedTrait(name="r", function="sum", property="properties.revenue")], "spark"
     )

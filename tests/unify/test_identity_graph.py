@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from onefold.collect.ingest import prepare
@@ -12,6 +13,7 @@ from onefold.collect.messages import Envelope, now_utc
 from onefold.demo.generator import generate_demo
 from onefold.runtime import Onefold
 from onefold.settings import Settings
+from onefold.unify import membership, traits
 from onefold.unify.identifiers import extraction_sql, group_messages
 
 
@@ -63,6 +65,48 @@ def test_micro_batches_give_the_same_graph_as_one_batch(tmp_path, demo):
         ), table
     whole.close()
     small.close()
+
+
+def test_a_batch_recomputes_exactly_the_profiles_it_touched(tmp_path, demo, monkeypatch):
+    """The touched profiles and their events come from the resolver's state, not from the
+    warehouse: each batch's must be what the warehouse says after the batch's writes."""
+    onefold = _open(tmp_path / "d")
+    _land(onefold, demo)
+    limit = 997
+    refresh = traits.refresh
+    checked = []
+
+    def checking_refresh(con, rules, profiles, members=None):
+        after = con.execute(
+            "SELECT coalesce(max(seq), -1) FROM consumer_cursors WHERE consumer = 'identity'"
+        ).fetchone()[0]
+        upto = con.execute(
+            "SELECT max(seq) FROM (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
+            [after, limit],
+        ).fetchone()[0]
+        expected = con.execute(
+            """
+            SELECT DISTINCT i.profile_id FROM event_identity ei
+            JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
+            WHERE ei.seq > $after AND ei.seq <= $upto
+            UNION SELECT surviving_id FROM identity_merges WHERE seq > $after AND seq <= $upto
+            UNION SELECT absorbed_id FROM identity_merges WHERE seq > $after AND seq <= $upto
+            """,
+            {"after": after, "upto": upto},
+        ).fetchall()
+        assert profiles == sorted(row[0] for row in expected)
+        con.register("expected_profiles", pa.table({"profile_id": profiles}))
+        expected_members = con.execute(
+            f"SELECT * FROM ({membership.members_sql('expected_profiles')}) ORDER BY ALL"
+        ).fetchall()
+        con.unregister("expected_profiles")
+        assert sorted(zip(*members.to_pydict().values(), strict=True)) == expected_members
+        checked.append(len(profiles))
+        return refresh(con, rules, profiles, members)
+
+    monkeypatch.setattr(traits, "refresh", checking_refresh)
+    onefold.identity.process_all(limit=limit)
+    assert len(checked) > 5 and sum(checked) > 150
 
 
 def test_every_identifier_of_a_message_is_linked_or_its_refusal_recorded(tmp_path, demo):
