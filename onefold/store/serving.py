@@ -23,6 +23,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+import orjson
+
 _TABLES = """
 CREATE TABLE IF NOT EXISTS profile_keys (
     namespace TEXT NOT NULL,
@@ -32,14 +34,23 @@ CREATE TABLE IF NOT EXISTS profile_keys (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS profile_views (
     profile_id TEXT PRIMARY KEY,
-    view BLOB NOT NULL
+    view BLOB NOT NULL,
+    keys BLOB NOT NULL
 );
 """
-_INDEXES = "CREATE INDEX IF NOT EXISTS profile_keys_profile ON profile_keys (profile_id);"
+LAYOUT = 2
+"""The file layout's version (``PRAGMA user_version``); a store of another layout is
+dropped and rebuilt from the warehouse."""
 _NAME = re.compile(r"^serving\.(\d+)\.sqlite$")
 
 PROFILE_NAMESPACE = "profile"
-"""Keys in this namespace map a profile id, live or absorbed, to the live profile."""
+"""Keys in this namespace map an absorbed profile id to the live profile; a live profile
+id is found by its view."""
+
+Key = tuple[str, str]
+Published = tuple[str, bytes, list[Key]]
+"""A live profile as published: its id, its view, and its keys (its identifiers and the
+ids of the profiles it absorbed)."""
 
 
 class ServingStore:
@@ -57,6 +68,11 @@ class ServingStore:
         for partial in directory.glob("*.building*"):
             partial.unlink()
         generations = sorted(int(m.group(1)) for m in map(_NAME.match, os.listdir(directory)) if m)
+        if generations and _layout(directory / f"serving.{generations[-1]}.sqlite") != LAYOUT:
+            for generation in generations:
+                for path in directory.glob(f"serving.{generation}.sqlite*"):
+                    path.unlink()
+            generations = []
         self.created = not generations
         """Whether the store was made just now: a new store has every profile to receive."""
         self.generation = generations[-1] if generations else 0
@@ -66,7 +82,8 @@ class ServingStore:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         con = self._connection()
-        con.executescript(_TABLES + _INDEXES)
+        con.executescript(_TABLES)
+        con.execute(f"PRAGMA user_version = {LAYOUT}")
 
     @property
     def path(self) -> Path:
@@ -100,14 +117,15 @@ class ServingStore:
 
     def find(self, namespace: str, value: str) -> str | None:
         """The live profile holding an identifier (or, in ``profile``, a profile id)."""
-        row = (
-            self._connection()
-            .execute(
-                "SELECT profile_id FROM profile_keys WHERE namespace = ? AND value = ?",
-                (namespace, value),
-            )
-            .fetchone()
-        )
+        con = self._connection()
+        row = con.execute(
+            "SELECT profile_id FROM profile_keys WHERE namespace = ? AND value = ?",
+            (namespace, value),
+        ).fetchone()
+        if row is None and namespace == PROFILE_NAMESPACE:
+            row = con.execute(
+                "SELECT profile_id FROM profile_views WHERE profile_id = ?", (value,)
+            ).fetchone()
         return row[0] if row else None
 
     def view(self, profile_id: str) -> bytes | None:
@@ -119,60 +137,65 @@ class ServingStore:
         )
         return row[0] if row else None
 
-    def replace(
-        self,
-        stale: Iterable[str],
-        keys: Iterable[tuple[str, str, str]],
-        views: Iterable[tuple[str, bytes]],
-    ) -> None:
+    def replace(self, stale: Iterable[str], profiles: Iterable[Published]) -> None:
         """In one transaction: forget everything about the ``stale`` profile ids, then
-        store the given ``(namespace, value, profile_id)`` keys and ``(profile_id, view)``
-        views.
+        store the given live profiles' views and keys.
 
         Most of a touched profile's keys are unchanged, and a B-tree write costs many
-        reads: the keys stored now are read first and only the difference is written."""
+        reads: the keys each stale profile was published with are kept in its row, read
+        first, and only the difference is written."""
         stale = sorted(set(stale))
-        keys = set(keys)
-        views = list(views)
+        profiles = list(profiles)
+        keys = {(namespace, value, profile_id) for profile_id, _, owned in profiles
+                for namespace, value in owned}  # fmt: skip
         with self._write_lock:
             con = self._connection()
             if not getattr(self._local, "writer", False):
                 con.execute("PRAGMA cache_size = -65536")  # 64 MB for the writer
+                # Checkpoint every 64 MB of WAL instead of 4 MB: a page rewritten by
+                # several publishes in between is copied back to the database once.
+                con.execute("PRAGMA wal_autocheckpoint = 16384")
                 self._local.writer = True
             con.execute("BEGIN IMMEDIATE")
             try:
                 stored: set[tuple[str, str, str]] = set()
                 for start in range(0, len(stale), 500):
                     part = stale[start : start + 500]
-                    stored.update(con.execute(
-                        "SELECT namespace, value, profile_id FROM profile_keys "
+                    for profile_id, owned in con.execute(
+                        "SELECT profile_id, keys FROM profile_views "
                         f"WHERE profile_id IN ({', '.join('?' * len(part))})",
                         part,
-                    ).fetchall())  # fmt: skip
+                    ):
+                        stored.update((n, v, profile_id) for n, v in orjson.loads(owned))
                 con.executemany(
                     "DELETE FROM profile_keys WHERE namespace = ? AND value = ?",
                     [(namespace, value) for namespace, value, _ in stored - keys],
                 )
                 con.executemany(
-                    "INSERT OR REPLACE INTO profile_keys VALUES (?, ?, ?)", sorted(keys - stored)
+                    "INSERT INTO profile_keys VALUES (?, ?, ?) ON CONFLICT (namespace, value) "
+                    "DO UPDATE SET profile_id = excluded.profile_id",
+                    sorted(keys - stored),
                 )
-                live = {profile_id for profile_id, _ in views}
+                live = {profile_id for profile_id, _, _ in profiles}
                 con.executemany(
                     "DELETE FROM profile_views WHERE profile_id = ?",
                     [(profile_id,) for profile_id in stale if profile_id not in live],
                 )
-                con.executemany("INSERT OR REPLACE INTO profile_views VALUES (?, ?)", views)
+                # An update in place: REPLACE would delete the row and insert it under a
+                # new rowid, rewriting the primary key's index as well.
+                con.executemany(
+                    "INSERT INTO profile_views VALUES (?, ?, ?) ON CONFLICT (profile_id) "
+                    "DO UPDATE SET view = excluded.view, keys = excluded.keys",
+                    _rows(profiles),
+                )
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
 
-    def rebuild(
-        self, batches: Iterable[tuple[list[tuple[str, str, str]], list[tuple[str, bytes]]]]
-    ) -> None:
-        """Replace the whole store with the ``(keys, views)`` batches given: written to the
-        next generation's file (no deletes, the secondary index made at the end), made
-        durable, then switched to."""
+    def rebuild(self, batches: Iterable[list[Published]]) -> None:
+        """Replace the whole store with the live profiles given, in batches: written to
+        the next generation's file (no deletes), made durable, then switched to."""
         with self._write_lock:
             target = self.directory / f"serving.{self.generation + 1}.sqlite"
             building = target.with_name(target.name + ".building")
@@ -183,12 +206,18 @@ class ServingStore:
                 con.execute("PRAGMA synchronous = OFF")
                 con.execute("PRAGMA cache_size = -262144")
                 con.executescript(_TABLES)
+                con.execute(f"PRAGMA user_version = {LAYOUT}")
                 con.execute("BEGIN")
-                for keys, views in batches:
-                    con.executemany("INSERT OR REPLACE INTO profile_keys VALUES (?, ?, ?)", keys)
-                    con.executemany("INSERT OR REPLACE INTO profile_views VALUES (?, ?)", views)
+                for profiles in batches:
+                    con.executemany(
+                        "INSERT OR REPLACE INTO profile_keys VALUES (?, ?, ?)",
+                        [(namespace, value, profile_id) for profile_id, _, owned in profiles
+                         for namespace, value in owned],
+                    )  # fmt: skip
+                    con.executemany(
+                        "INSERT OR REPLACE INTO profile_views VALUES (?, ?, ?)", _rows(profiles)
+                    )
                 con.execute("COMMIT")
-                con.executescript(_INDEXES)
             finally:
                 con.close()
             with building.open("rb+") as file:
@@ -215,3 +244,15 @@ class ServingStore:
                 con.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def _rows(profiles: list[Published]) -> list[tuple[str, bytes, bytes]]:
+    return [(profile_id, view, orjson.dumps(owned)) for profile_id, view, owned in profiles]
+
+
+def _layout(path: Path) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        con.close()

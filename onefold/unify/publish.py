@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from onefold.store import Warehouse
-from onefold.store.serving import PROFILE_NAMESPACE, ServingStore
+from onefold.store.serving import PROFILE_NAMESPACE, Key, Published, ServingStore
 from onefold.unify.profiles import profile_views_json
 
 
@@ -83,8 +83,7 @@ def publish(warehouse: Warehouse, store: ServingStore, chunk: int = 20_000) -> i
             if not marked:
                 return total
             live = _live(con, marked)
-            keys, views = _keys_and_views(con, live)
-            store.replace(set(marked) | set(live), keys, views)
+            store.replace(set(marked) | set(live), _published(con, live))
             con.register("published_ids", pa.table({"profile_id": pa.array(marked)}))
             try:
                 con.execute(
@@ -101,7 +100,7 @@ def _publish_all(con: duckdb.DuckDBPyConnection, store: ServingStore, chunk: int
         "SELECT profile_id FROM identity_profiles WHERE merged_into IS NULL ORDER BY 1"
     ).fetchall()]  # fmt: skip
     store.rebuild(
-        _keys_and_views(con, live[start : start + chunk]) for start in range(0, len(live), chunk)
+        _published(con, live[start : start + chunk]) for start in range(0, len(live), chunk)
     )
     return len(live)
 
@@ -120,27 +119,28 @@ def _live(con: duckdb.DuckDBPyConnection, marked: list[str]) -> list[str]:
         con.unregister("marked_ids")
 
 
-def _keys_and_views(
-    con: duckdb.DuckDBPyConnection, live: list[str]
-) -> tuple[list[tuple[str, str, str]], list[tuple[str, bytes]]]:
-    """The serving store's rows for live profiles: a key per identifier and per profile id
-    (absorbed ones included), and the view."""
+def _published(con: duckdb.DuckDBPyConnection, live: list[str]) -> list[Published]:
+    """The serving store's rows for live profiles: the view, and as keys every identifier
+    and the id of every profile it absorbed."""
     if not live:
-        return [], []
+        return []
     views = profile_views_json(con, live)
+    keys: dict[str, list[Key]] = {profile_id: [] for profile_id in views}
     con.register("live_ids", pa.table({"profile_id": pa.array(live, pa.string())}))
     try:
-        keys = con.execute(
+        rows = con.execute(
             """
             SELECT namespace, value, profile_id FROM identifiers
             WHERE profile_id IN (SELECT profile_id FROM live_ids)
             UNION ALL
-            SELECT $profile, profile_id, coalesce(merged_into, profile_id)
-            FROM identity_profiles
-            WHERE coalesce(merged_into, profile_id) IN (SELECT profile_id FROM live_ids)
+            SELECT $profile, profile_id, merged_into FROM identity_profiles
+            WHERE merged_into IN (SELECT profile_id FROM live_ids)
+            ORDER BY 3, 1, 2
             """,
             {"profile": PROFILE_NAMESPACE},
         ).fetchall()
     finally:
         con.unregister("live_ids")
-    return keys, list(views.items())
+    for namespace, value, profile_id in rows:
+        keys[profile_id].append((namespace, value))
+    return [(profile_id, view, keys[profile_id]) for profile_id, view in views.items()]

@@ -4,6 +4,7 @@ the graph, and catches up after a failure or the loss of its file."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -44,8 +45,9 @@ def assert_served_as_stored(instance: Onefold) -> None:
         served = serving.view(profile_id)
         assert served is not None, profile_id
         assert orjson.loads(served) == orjson.loads(view), profile_id
+    absorbed = sum(profile_id != live for profile_id, live in profiles)
     assert serving.counts() == {
-        "keys": len(identifiers) + len(profiles),
+        "keys": len(identifiers) + absorbed,
         "views": len(live_ids),
     }
 
@@ -150,6 +152,34 @@ def test_a_lost_serving_file_is_rebuilt_on_start(onefold):
     try:
         reopened.identity.publish()
         assert {key: reopened.serving.find(*key) for key in expected} == expected
+        assert_served_as_stored(reopened)
+    finally:
+        reopened.close()
+    onefold.close = lambda: None  # closed above
+
+
+def test_a_store_of_an_older_layout_is_rebuilt_on_start(onefold):
+    """A store written by an earlier Onefold (views without their keys, a key for every
+    live profile id) is dropped and rebuilt from the warehouse, not misread."""
+    data_dir = onefold.settings.data_dir
+    onefold.close()
+    shutil.rmtree(data_dir / "serving")
+    (data_dir / "serving").mkdir()
+    old = sqlite3.connect(data_dir / "serving" / "serving.3.sqlite")
+    old.executescript(
+        """
+        CREATE TABLE profile_keys (namespace TEXT, value TEXT, profile_id TEXT,
+                                   PRIMARY KEY (namespace, value)) WITHOUT ROWID;
+        CREATE TABLE profile_views (profile_id TEXT PRIMARY KEY, view BLOB NOT NULL);
+        INSERT INTO profile_keys VALUES ('anonymous_id', 'walk-in-1', 'pr_stale');
+        """
+    )
+    old.close()
+    reopened = open_paused(data_dir)
+    try:
+        assert reopened.serving.created
+        reopened.identity.publish()
+        assert reopened.serving.find("anonymous_id", "walk-in-1") not in (None, "pr_stale")
         assert_served_as_stored(reopened)
     finally:
         reopened.close()
