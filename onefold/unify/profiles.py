@@ -143,15 +143,14 @@ WITH owners AS (
     WHERE x.rank <= 50
     GROUP BY x.owner
 )
-SELECT v.profile_id, CAST(json_object(
-    'profile_id', v.profile_id,
-    'traits', CAST(coalesce(traits.j, '{{}}') AS JSON),
-    'computed_traits', CAST(coalesce(computed.j, '{{}}') AS JSON),
-    'accounts', CAST(coalesce(accounts.j, '[]') AS JSON),
-    'identities', CAST(coalesce(identities.j, '[]') AS JSON),
-    'merges', CAST(coalesce(merges.j, '[]') AS JSON),
-    'refused_links', CAST(coalesce(refusals.j, '[]') AS JSON)
-) AS VARCHAR)
+-- Each part is JSON text already: concatenated, not parsed again by json_object.
+SELECT v.profile_id, '{{"profile_id":' || to_json(v.profile_id)
+    || ',"traits":' || coalesce(traits.j, '{{}}')
+    || ',"computed_traits":' || coalesce(computed.j, '{{}}')
+    || ',"accounts":' || coalesce(accounts.j, '[]')
+    || ',"identities":' || coalesce(identities.j, '[]')
+    || ',"merges":' || coalesce(merges.j, '[]')
+    || ',"refused_links":' || coalesce(refusals.j, '[]') || '}}'
 FROM view_ids v
 LEFT JOIN traits USING (profile_id) LEFT JOIN computed USING (profile_id)
 LEFT JOIN accounts USING (profile_id) LEFT JOIN identities USING (profile_id)
