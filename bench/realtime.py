@@ -300,11 +300,13 @@ def _frames(stack: str) -> tuple[list[tuple[str, str]], list[str]]:
 def unify_breakdown(raw: str, in_worker: bool = True) -> dict:
     """Where the unify work goes, from py-spy's raw (collapsed) stacks: samples of the
     frames under ``IdentityGraph._process`` (one micro-batch's transaction body), the
-    publish after it, the cursor transaction around it, and (``in_worker``: the work is
-    the unify worker's, not a flush's) how often the unify thread was waiting."""
+    publishes (in the worker's publisher thread, or after a flush), the cursor transaction
+    around each batch, and (``in_worker``: the work is the unify worker's, not a flush's)
+    how often the resolving and the publishing thread were waiting."""
     steps: Counter[str] = Counter()
     lines: Counter[str] = Counter()  # the deepest Onefold frame (which query) per sample
     idle = 0
+    publish_idle = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not count_text.isdigit():
@@ -323,7 +325,7 @@ def unify_breakdown(raw: str, in_worker: bool = True) -> dict:
                     step = "other: _process itself"
                 break
         if step is None:
-            if "IdentityGraph._publish" in names:
+            if "IdentityGraph.publish" in names:
                 step = "publish (serving store)"
             elif "Lag.record" in names:
                 step = "lag bookkeeping"
@@ -332,17 +334,27 @@ def unify_breakdown(raw: str, in_worker: bool = True) -> dict:
             elif in_unify_thread and "UnifyWorker._run" in names:
                 idle += count
                 continue
+            elif "UnifyWorker._publish_loop" in names:
+                publish_idle += count
+                continue
             else:
                 continue
         steps[step] += count
         ours = [frame for frame in full if frame.startswith("onefold/")]
         lines[f"{step}: {ours[-1]}" if ours else step] += count
     busy = sum(steps.values())
+    publishing = steps["publish (serving store)"]
+    resolving = busy - publishing
     return {
         "samples_busy": busy,
         "samples_unify_thread_waiting": idle,
         "busy_share_of_unify_thread": (
-            round(busy / (busy + idle), 3) if in_worker and busy + idle else None
+            round(resolving / (resolving + idle), 3) if in_worker and resolving + idle else None
+        ),
+        "busy_share_of_publish_thread": (
+            round(publishing / (publishing + publish_idle), 3)
+            if in_worker and publishing + publish_idle
+            else None
         ),
         "steps": {
             step: {"samples": n, "share": round(n / busy, 3)} for step, n in steps.most_common()
@@ -714,7 +726,10 @@ def print_table(results: dict) -> None:
                 f"{step} {v['share']:.0%}" for step, v in list(profile["steps"].items())[:6]
             )
             busy = profile["busy_share_of_unify_thread"]
+            publishing = profile.get("busy_share_of_publish_thread")
             share = f"; unify thread busy {busy:.0%} of the time" if busy is not None else ""
+            if publishing is not None:
+                share += f", publish thread {publishing:.0%}"
             print(f"where unify time goes ({name}{share}): {top}")
     print(
         f"(machine {setup['machine_busy_before_pct']}% busy before, "

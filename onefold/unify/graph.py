@@ -291,10 +291,14 @@ class IdentityGraph:
         self.computed_traits = computed_traits or []
         self.clock = clock
         self.cursor = EventCursor(warehouse, CONSUMER)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the graph: micro-batches, overrides, links
+        # The serving store, one publish at a time. Taken after _lock or alone, never the
+        # other way round, so publishing can run beside the next micro-batch.
+        self._publish_lock = threading.Lock()
         self.lag = Lag()
         self._pending_received = np.array([], dtype="datetime64[us]")
         self._unpublished: list[np.ndarray] = []
+        self._unpublished_lock = threading.Lock()
         self.publish_interval = publish_interval_ms / 1000
 
     def _process(self, con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
@@ -326,7 +330,7 @@ class IdentityGraph:
             with self.warehouse.transaction() as con:
                 override_id, owners = overrides.add(con, self.rules, kind, key, other, reason)
                 result = self._replay(con, f"override:{kind}", override_id, reason, owners)
-            self._publish()
+            self.publish()
         return {"id": override_id, **result}
 
     def _replay(
@@ -366,7 +370,7 @@ class IdentityGraph:
                     raise links.LinkError("link_exists", "these identifiers are linked already")
                 result = self._replay(con, "link:manual", link_id, reason,
                                       overrides.owners(con, [a, b]))  # fmt: skip
-            self._publish()
+            self.publish()
         return {"id": link_id, **result}
 
     def decide_link(self, link_id: str, action: str, note: str | None = None) -> dict:
@@ -396,7 +400,7 @@ class IdentityGraph:
                     status = "rejected" if link["kind"] == "probabilistic" else "undone"
                     links.set_status(con, link_id, status, None, note)
                 result = self._replay(con, f"link:{action}", link_id, note, owners)
-            self._publish()
+            self.publish()
         return {"id": link_id, "status": links.get(self.warehouse.cursor(), link_id)["status"],
                 **result}  # fmt: skip
 
@@ -446,7 +450,7 @@ class IdentityGraph:
                     counts["profiles_before"] = len(replay["profiles_before"])
                     counts["profiles_after"] = len(replay["profiles_after"])
                     counts["events_replayed"] = replay["events_replayed"]
-            self._publish()
+            self.publish()
         return counts
 
     def rebuild(self) -> int:
@@ -468,7 +472,7 @@ class IdentityGraph:
                     con, self.rules, self.trait_rules, self.computed_traits, self.clock()
                 )
                 publish.mark_all_dirty(con)
-            self._publish()
+            self.publish()
             return count
 
     def recompute_traits(self) -> None:
@@ -478,7 +482,7 @@ class IdentityGraph:
                 traits.refresh(con, self.trait_rules, None)
                 computed.refresh(con, self.computed_traits, self.clock(), None)
                 publish.mark_all_dirty(con)
-            self._publish()
+            self.publish()
 
     def process(self, limit: int = 50_000) -> int:
         """Resolve the next events, at most ``limit``; returns how many were read. Their
@@ -486,27 +490,28 @@ class IdentityGraph:
         with self._lock:
             count = self.cursor.consume_range(self._process, limit)
             if count:
-                self._unpublished.append(self._pending_received)
+                with self._unpublished_lock:
+                    self._unpublished.append(self._pending_received)
             return count
 
     def publish(self) -> int:
         """Write the views of the profiles changed since the last publish to the serving
-        store (a no-op without one); returns how many profile ids it handled."""
-        with self._lock:
-            return self._publish()
+        store (a no-op without one); returns how many profile ids it handled. Safe to run
+        beside :meth:`process`: it publishes what was committed when it started."""
+        with self._publish_lock:
+            with self._unpublished_lock:
+                committed, self._unpublished = self._unpublished, []
+            published = 0
+            if self.serving is not None:
+                published = publish.publish(self.warehouse, self.serving)
+            for received in committed:  # their profiles are now visible
+                self.lag.record(received)
+            return published
 
-    def _publish(self) -> int:
-        published = 0
-        if self.serving is not None:
-            published = publish.publish(self.warehouse, self.serving)
-        for received in self._unpublished:  # their profiles are now visible
-            self.lag.record(received)
-        self._unpublished.clear()
-        return published
-
-    def process_all(self, limit: int = 50_000) -> int:
-        """Resolve every stored event not resolved yet, publishing the changed profiles at
-        least every ``publish_interval_ms`` and at the end.
+    def process_all(self, limit: int = 50_000, publish: bool = True) -> int:
+        """Resolve every stored event not resolved yet; returns how many. With ``publish``,
+        the changed profiles are published at least every ``publish_interval_ms`` and at
+        the end; without, they are left to :class:`UnifyWorker`'s publisher.
 
         Publishing costs about the same for one profile as for thousands (it scans the
         tables a view is made of once per call), so under a steady stream the profiles
@@ -516,7 +521,7 @@ class IdentityGraph:
         while True:
             count = self.process(limit)
             total += count
-            if not count or time.monotonic() - last >= self.publish_interval:
+            if publish and (not count or time.monotonic() - last >= self.publish_interval):
                 self.publish()
                 last = time.monotonic()
             if not count:
@@ -524,18 +529,26 @@ class IdentityGraph:
 
 
 class UnifyWorker:
-    """A background thread that keeps the identity graph up with stored events."""
+    """Two background threads that keep the identity graph up with stored events: one
+    resolves micro-batches, the other publishes the profiles they changed to the serving
+    store — at most every ``publish_interval_ms``, beside the next micro-batches rather
+    than between them, so the two share the machine's cores."""
 
     def __init__(self, graph: IdentityGraph, interval_ms: int) -> None:
         self.graph = graph
         self._interval = interval_ms / 1000
         self._wake = threading.Event()
+        self._changed = threading.Event()
         self._stop = threading.Event()
         self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="onefold-unify", daemon=True)
+        self._publisher = threading.Thread(
+            target=self._publish_loop, name="onefold-publish", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
+        self._publisher.start()
 
     def notify(self) -> None:
         self._wake.set()
@@ -545,14 +558,35 @@ class UnifyWorker:
             self._wake.wait(self._interval)
             self._wake.clear()
             try:
-                self.graph.process_all()
+                while self.graph.process():
+                    self._changed.set()
                 self.last_error = None
             except Exception as exc:  # keep serving; the batch is retried next round
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("identity resolution failed")
 
+    def _publish_loop(self) -> None:
+        # Pending marks (a new or outdated serving store, a crash before the last publish)
+        # are published at start, without waiting for a micro-batch.
+        self._changed.set()
+        while not self._stop.is_set():
+            self._changed.wait()
+            self._changed.clear()
+            if self._stop.is_set():
+                return
+            started = time.monotonic()
+            try:
+                self.graph.publish()
+            except Exception as exc:  # the marks stay; published again next round
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("publishing profiles failed")
+                self._changed.set()
+            self._stop.wait(max(0.0, self.graph.publish_interval - (time.monotonic() - started)))
+
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._changed.set()
+        for thread in (self._thread, self._publisher):
+            if thread.is_alive():
+                thread.join()
