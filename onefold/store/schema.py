@@ -210,4 +210,22 @@ MIGRATIONS: list[str] = [
     DROP INDEX profile_traits_profile;
     DROP INDEX computed_traits_profile;
     """,
+    # 11: computed traits as one JSON object per profile (the non-null values, by name):
+    # a micro-batch replaces a row per touched profile instead of one per trait, and a view
+    # is read without gathering them. `computed_traits` stays, as a view, for readers.
+    """
+    CREATE TABLE profile_computed_traits (
+        profile_id VARCHAR NOT NULL,
+        traits JSON NOT NULL,
+        as_of TIMESTAMP NOT NULL
+    );
+    INSERT INTO profile_computed_traits
+    SELECT profile_id, '{' || string_agg(to_json(name) || ':' || value, ',' ORDER BY name) || '}',
+           max(as_of)
+    FROM computed_traits GROUP BY profile_id;
+    DROP TABLE computed_traits;
+    CREATE VIEW computed_traits AS
+    SELECT c.profile_id, t.key AS name, t.value, c.as_of
+    FROM profile_computed_traits c, json_each(c.traits) t;
+    """,
 ]

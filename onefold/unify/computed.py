@@ -225,6 +225,16 @@ def _computed_sql(
     return sqlglot.transpile(query, read="duckdb", write=dialect)[0]
 
 
+def _object(traits: list[ComputedTrait]) -> str:
+    """A profile's computed traits as one JSON object: the non-null values, by name (names
+    are validated identifiers, so they are safe to write as literals)."""
+    parts = [
+        f"""CASE WHEN "{t.name}" IS NOT NULL THEN '"{t.name}":' || to_json("{t.name}") END"""
+        for t in sorted(traits, key=lambda t: t.name)
+    ]
+    return f"'{{' || concat_ws(',', {', '.join(parts)}) || '}}'"
+
+
 def refresh(
     con: duckdb.DuckDBPyConnection,
     traits: list[ComputedTrait],
@@ -232,7 +242,7 @@ def refresh(
     profiles: list[str] | None,
     members: pa.Table | None = None,
 ) -> None:
-    """Recompute ``computed_traits`` for ``profiles`` (every profile when None);
+    """Recompute ``profile_computed_traits`` for ``profiles`` (every profile when None);
     ``members``, when given, are those profiles' events (:func:`membership.profile_events`)."""
     if not traits:
         return
@@ -245,13 +255,11 @@ def refresh(
     try:
         if scope:
             con.execute(
-                "DELETE FROM computed_traits WHERE profile_id IN "
+                "DELETE FROM profile_computed_traits WHERE profile_id IN "
                 "(SELECT profile_id FROM computed_scope)"
             )
         else:
-            con.execute("DELETE FROM computed_traits")
-        names = ", ".join(f'"{t.name}"' for t in traits)
-        casts = ", ".join(f'to_json("{t.name}") AS "{t.name}"' for t in traits)
+            con.execute("DELETE FROM profile_computed_traits")
         if members is not None:
             con.register("computed_members", members)
         wide = computed_sql(
@@ -259,11 +267,8 @@ def refresh(
         )
         con.execute(
             f"""
-            INSERT INTO computed_traits
-            SELECT profile_id, name, value, CAST($as_of AS TIMESTAMP) FROM (
-                UNPIVOT (SELECT profile_id, {casts} FROM ({wide}))
-                ON {names} INTO NAME name VALUE value
-            )
+            INSERT INTO profile_computed_traits
+            SELECT profile_id, {_object(traits)}, CAST($as_of AS TIMESTAMP) FROM ({wide})
             """,
             parameters(as_of),
         )

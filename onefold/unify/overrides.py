@@ -246,7 +246,8 @@ def clear_graph(con: duckdb.DuckDBPyConnection) -> None:
     mark_all_dirty(con)  # the profiles about to go, for the serving store to forget them
     for table in ("identifiers", "identity_profiles", "identity_refusals", "event_identity",
                   "identity_blocked", "trait_observations", "profile_traits",
-                  "computed_traits", "account_events", "account_observations"):  # fmt: skip
+                  "profile_computed_traits", "account_events",
+                  "account_observations"):  # fmt: skip
         con.execute(f"DELETE FROM {table}")
     con.execute("DELETE FROM identity_merges")  # links' merges too: a rebuild replays them
     con.execute("DELETE FROM consumer_cursors WHERE consumer = 'identity'")

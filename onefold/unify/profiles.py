@@ -94,10 +94,8 @@ WITH owners AS (
     WHERE t.profile_id IN (SELECT profile_id FROM view_ids)
     GROUP BY t.profile_id
 ), computed AS (
-    SELECT profile_id,
-           ('{{' || string_agg(to_json(name) || ':' || value, ',' ORDER BY name) || '}}') AS j
-    FROM computed_traits WHERE profile_id IN (SELECT profile_id FROM view_ids)
-    GROUP BY profile_id
+    SELECT profile_id, CAST(traits AS VARCHAR) AS j FROM profile_computed_traits
+    WHERE profile_id IN (SELECT profile_id FROM view_ids)
 ), accounts AS (
     SELECT profile_id,
            ('[' || string_agg(to_json(group_id), ',' ORDER BY group_id) || ']') AS j FROM (
