@@ -47,7 +47,7 @@ def profile_records(con: duckdb.DuckDBPyConnection) -> pa.Table:
     fields = ",\n".join(_field_sql(field, names) for field, names in TRAIT_FIELDS.items())
     traits = sorted({name.partition(".")[0] for names in TRAIT_FIELDS.values() for name in names})
     listed = ", ".join(f"'{t}'" for t in traits)
-    return con.execute(
+    return con.sql(
         f"""
         WITH t AS (
             SELECT profile_id, {fields}
