@@ -47,10 +47,10 @@ PROFILE_NAMESPACE = "profile"
 """Keys in this namespace map an absorbed profile id to the live profile; a live profile
 id is found by its view."""
 
-Key = tuple[str, str]
-Published = tuple[str, bytes, list[Key]]
+Published = tuple[str, bytes, bytes]
 """A live profile as published: its id, its view, and its keys (its identifiers and the
-ids of the profiles it absorbed)."""
+ids of the profiles it absorbed) as a JSON list of ``[namespace, value]`` pairs, the same
+bytes for the same keys."""
 
 
 class ServingStore:
@@ -146,8 +146,6 @@ class ServingStore:
         first, and only the difference is written."""
         stale = sorted(set(stale))
         profiles = list(profiles)
-        keys = {(namespace, value, profile_id) for profile_id, _, owned in profiles
-                for namespace, value in owned}  # fmt: skip
         with self._write_lock:
             con = self._connection()
             if not getattr(self._local, "writer", False):
@@ -158,23 +156,34 @@ class ServingStore:
                 self._local.writer = True
             con.execute("BEGIN IMMEDIATE")
             try:
-                stored: set[tuple[str, str, str]] = set()
+                stored: dict[str, bytes] = {}
                 for start in range(0, len(stale), 500):
                     part = stale[start : start + 500]
-                    for profile_id, owned in con.execute(
+                    stored.update(con.execute(
                         "SELECT profile_id, keys FROM profile_views "
                         f"WHERE profile_id IN ({', '.join('?' * len(part))})",
                         part,
-                    ):
-                        stored.update((n, v, profile_id) for n, v in orjson.loads(owned))
+                    ).fetchall())  # fmt: skip
+                # Only the profiles whose keys changed (and the ids no longer live) are
+                # compared key by key.
+                before: set[tuple[str, str, str]] = set()
+                after: set[tuple[str, str, str]] = set()
+                for profile_id, _, owned in profiles:
+                    old = stored.pop(profile_id, None)
+                    if old != owned:
+                        after.update(_keys(profile_id, owned))
+                        if old is not None:
+                            before.update(_keys(profile_id, old))
+                for profile_id, old in stored.items():
+                    before.update(_keys(profile_id, old))
                 con.executemany(
                     "DELETE FROM profile_keys WHERE namespace = ? AND value = ?",
-                    [(namespace, value) for namespace, value, _ in stored - keys],
+                    [(namespace, value) for namespace, value, _ in before - after],
                 )
                 con.executemany(
                     "INSERT INTO profile_keys VALUES (?, ?, ?) ON CONFLICT (namespace, value) "
                     "DO UPDATE SET profile_id = excluded.profile_id",
-                    sorted(keys - stored),
+                    sorted(after - before),
                 )
                 live = {profile_id for profile_id, _, _ in profiles}
                 con.executemany(
@@ -186,7 +195,7 @@ class ServingStore:
                 con.executemany(
                     "INSERT INTO profile_views VALUES (?, ?, ?) ON CONFLICT (profile_id) "
                     "DO UPDATE SET view = excluded.view, keys = excluded.keys",
-                    _rows(profiles),
+                    profiles,
                 )
             except BaseException:
                 con.execute("ROLLBACK")
@@ -211,11 +220,11 @@ class ServingStore:
                 for profiles in batches:
                     con.executemany(
                         "INSERT OR REPLACE INTO profile_keys VALUES (?, ?, ?)",
-                        [(namespace, value, profile_id) for profile_id, _, owned in profiles
-                         for namespace, value in owned],
+                        [key for profile_id, _, owned in profiles
+                         for key in _keys(profile_id, owned)],
                     )  # fmt: skip
                     con.executemany(
-                        "INSERT OR REPLACE INTO profile_views VALUES (?, ?, ?)", _rows(profiles)
+                        "INSERT OR REPLACE INTO profile_views VALUES (?, ?, ?)", profiles
                     )
                 con.execute("COMMIT")
             finally:
@@ -246,8 +255,8 @@ class ServingStore:
         self._local = threading.local()
 
 
-def _rows(profiles: list[Published]) -> list[tuple[str, bytes, bytes]]:
-    return [(profile_id, view, orjson.dumps(owned)) for profile_id, view, owned in profiles]
+def _keys(profile_id: str, owned: bytes) -> list[tuple[str, str, str]]:
+    return [(namespace, value, profile_id) for namespace, value in orjson.loads(owned)]
 
 
 def _layout(path: Path) -> int:

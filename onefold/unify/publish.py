@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from onefold.store import Warehouse
-from onefold.store.serving import PROFILE_NAMESPACE, Key, Published, ServingStore
+from onefold.store.serving import PROFILE_NAMESPACE, Published, ServingStore
 from onefold.unify.profiles import profile_views_json
 
 
@@ -121,26 +121,29 @@ def _live(con: duckdb.DuckDBPyConnection, marked: list[str]) -> list[str]:
 
 def _published(con: duckdb.DuckDBPyConnection, live: list[str]) -> list[Published]:
     """The serving store's rows for live profiles: the view, and as keys every identifier
-    and the id of every profile it absorbed."""
+    and the id of every profile it absorbed (a JSON list of ``[namespace, value]``, in
+    order, so that an unchanged set of keys gives the same bytes)."""
     if not live:
         return []
     views = profile_views_json(con, live)
-    keys: dict[str, list[Key]] = {profile_id: [] for profile_id in views}
     con.register("live_ids", pa.table({"profile_id": pa.array(live, pa.string())}))
     try:
-        rows = con.execute(
+        keys = dict(con.execute(
             """
-            SELECT namespace, value, profile_id FROM identifiers
-            WHERE profile_id IN (SELECT profile_id FROM live_ids)
-            UNION ALL
-            SELECT $profile, profile_id, merged_into FROM identity_profiles
-            WHERE merged_into IN (SELECT profile_id FROM live_ids)
-            ORDER BY 3, 1, 2
+            SELECT profile_id, to_json(list([namespace, value] ORDER BY namespace, value))
+            FROM (
+                SELECT namespace, value, profile_id FROM identifiers
+                WHERE profile_id IN (SELECT profile_id FROM live_ids)
+                UNION ALL
+                SELECT $profile, profile_id, merged_into FROM identity_profiles
+                WHERE merged_into IN (SELECT profile_id FROM live_ids)
+            ) GROUP BY profile_id
             """,
             {"profile": PROFILE_NAMESPACE},
-        ).fetchall()
+        ).fetchall())  # fmt: skip
     finally:
         con.unregister("live_ids")
-    for namespace, value, profile_id in rows:
-        keys[profile_id].append((namespace, value))
-    return [(profile_id, view, keys[profile_id]) for profile_id, view in views.items()]
+    return [
+        (profile_id, view, keys.get(profile_id, "[]").encode())
+        for profile_id, view in views.items()
+    ]
