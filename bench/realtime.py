@@ -11,7 +11,9 @@ built on bench/ingest.py's server, wrk runner and samplers. In one run:
    micro-batch is committed and published to the serving store) is read in windows of
    100,000 events; a probe thread checks it end to end: every ``--probe-interval`` seconds
    one identify with a fresh trait value for a known user, then ``GET
-   /api/v1/profiles/user_id:<id>`` until the value shows.
+   /api/v1/profiles/user_id:<id>`` until the value shows. With ``--preload N``, N
+   messages of the same mix are loaded and resolved first, so that the run starts on a
+   warehouse with history.
 2. **Ingest only, same rate.** A second server with the unify worker paused, the same load:
    what identity adds to the acknowledgement and to the server's CPU.
 3. **Throughput.** That server is then loaded up to ``--messages`` stored messages of the
@@ -22,7 +24,8 @@ With ``--profile``, py-spy samples the server during the lag run and the flush a
 time of the micro-batches is split by step. Prints a table; writes
 bench/results/realtime.json.
 
-    .venv/bin/python bench/realtime.py [--duration 60] [--messages 1000000] [--profile]
+    .venv/bin/python bench/realtime.py [--duration 60] [--messages 1000000] [--preload 0]
+        [--profile]
 """
 
 from __future__ import annotations
@@ -367,10 +370,11 @@ def unify_breakdown(raw: str, in_worker: bool = True) -> dict:
 
 def lag_windows(samples: list[dict]) -> list[dict]:
     """Roughly disjoint windows of the server's lag summary: the status read each time
-    another LAG_WINDOW events were processed, and the last one read."""
+    another LAG_WINDOW events were processed since the first read, and the last one."""
     windows: list[dict] = []
     with_lag = [s for s in samples if s.get("unify_lag") and s["unify_lag"]["p50_ms"] is not None]
-    mark = 0
+    # events resolved before the samples began (a preload) are not the run's
+    mark = with_lag[0]["unify_lag"]["events"] if with_lag else 0
     for sample in with_lag:
         lag = sample["unify_lag"]
         if lag["events"] >= mark + LAG_WINDOW:
@@ -445,6 +449,12 @@ def main() -> None:
     parser.add_argument(
         "--messages", type=int, default=1_000_000, help="messages resolved in the flush"
     )
+    parser.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        help="messages loaded and resolved before the lag run (a warehouse with history)",
+    )
     parser.add_argument("--people", type=int, default=200_000, help="population size")
     parser.add_argument("--known", type=int, default=60, help="percent of people with accounts")
     parser.add_argument("--probe-interval", type=float, default=0.5)
@@ -496,6 +506,51 @@ def main() -> None:
         figures["server_cpu_us_per_event"] = round(server_cpu / events * 1e6, 1) if events else None
         return figures
 
+    def load_to(server: Server, auth: str, name: str, messages: int) -> dict:
+        """Send the mix as fast as the server takes it until ``messages`` are stored."""
+        stored, _ = server.drain()
+        per_connection = max(1, math.ceil((messages - stored) / BATCH / args.connections))
+        target = stored + per_connection * BATCH * args.connections
+        progress = {"events": stored, "at": time.monotonic()}
+
+        def loaded() -> bool:
+            status = server.status()
+            if status["events"] > progress["events"]:
+                progress.update(events=status["events"], at=time.monotonic())
+            if status["events"] >= target and status["backlog_bytes"] == 0:
+                time.sleep(0.5)  # the last answers reach wrk
+                return True
+            return time.monotonic() - progress["at"] > 30  # stalled: stop, report
+
+        figures = wrk(
+            server,
+            auth,
+            name,
+            duration=24 * 3600,
+            rate=0,
+            env={**lua_env, "BENCH_MAX_BATCHES": str(per_connection)},
+            stop_when=loaded,
+        )
+        _, figures["drain_s"] = server.drain()
+        return figures
+
+    def preload(server: Server, auth: str, messages: int) -> dict:
+        """History for the lag run: ``messages`` of the same mix, resolved and published
+        before the measured load starts."""
+        figures = load_to(server, auth, "preload", messages)
+
+        def resolved() -> bool:
+            status = server.status()
+            return status["unify_lag"]["events"] >= status["events"]
+
+        figures["resolve_s"] = wait_until(resolved, 3600, "resolving the preload")
+        print(
+            f"  preloaded {server.status()['events']:,} messages "
+            f"({figures['events_per_s']:,} events/s), resolved {figures['resolve_s']} s later",
+            flush=True,
+        )
+        return figures
+
     def cores(figures: dict) -> str:
         c = figures["cpu_cores"]
         return f"cores: server {c['server']}, wrk {c['wrk']}, other {c['other']}"
@@ -508,6 +563,8 @@ def main() -> None:
         try:
             write_key = server.create_source()
             auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+            if args.preload:
+                results["runs"]["preload"] = preload(server, auth, args.preload)
             probe = Probe(server.url, write_key, f"probe-{prefix}", args.probe_interval)
             warm = probe.warm_up()
             sampler.start()
@@ -515,6 +572,7 @@ def main() -> None:
             profiler = Profiler(server.pid, workdir / "lag.pyspy") if args.profile else None
             probe.start()
             load_started = time.monotonic()
+            resolved_before = server.status()["unify_lag"]["events"]
             figures = wrk(
                 server, auth, "unify_rate", duration=args.duration, rate=args.rate, env=lua_env
             )
@@ -532,7 +590,7 @@ def main() -> None:
                 )
 
             figures["catch_up_s"] = wait_until(caught_up, 3600, "unify catch-up")
-            resolved = server.status()["unify_lag"]["events"]
+            resolved = server.status()["unify_lag"]["events"] - resolved_before
             # what the worker resolved from the load's start until it caught up: the
             # offered rate if it kept up, its capacity (with this batch size) if not
             figures["unify_messages_per_s"] = round(resolved / (time.monotonic() - load_started))
@@ -583,30 +641,8 @@ def main() -> None:
             )
 
             sampler.phase = "load"
-            stored, _ = server.drain()
-            per_connection = max(1, math.ceil((args.messages - stored) / BATCH / args.connections))
-            target = stored + per_connection * BATCH * args.connections
-            progress = {"events": stored, "at": time.monotonic()}
-
-            def loaded() -> bool:
-                status = server.status()
-                if status["events"] > progress["events"]:
-                    progress.update(events=status["events"], at=time.monotonic())
-                if status["events"] >= target and status["backlog_bytes"] == 0:
-                    time.sleep(0.5)  # the last answers reach wrk
-                    return True
-                return time.monotonic() - progress["at"] > 30  # stalled: stop, report
-
-            load = wrk(
-                server,
-                auth,
-                "load",
-                duration=24 * 3600,
-                rate=0,
-                env={**lua_env, "BENCH_MAX_BATCHES": str(per_connection)},
-                stop_when=loaded,
-            )
-            stored, load["drain_s"] = server.drain()
+            load = load_to(server, auth, "load", args.messages)
+            stored = server.status()["events"]
             results["runs"]["load"] = load
             status = server.status()
             if status["unify_lag"]["events"]:
