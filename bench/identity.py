@@ -13,7 +13,9 @@ profile lookups at 1M profiles — each beside a baseline measured in the same r
     Methods: ``fast`` (onefold.unify.stitch — identical to replaying the resolver),
     ``scipy`` (baseline: Arrow dictionary-encoded ids, scipy connected components of the
     message–identifier graph; no rules, so not the same answer), ``python`` (baseline: a
-    pure-Python union-find over a prefix of the messages, extrapolated linearly).
+    pure-Python union-find over a prefix of the messages, extrapolated linearly). Before
+    them, the compile time of the fast path's numba kernels (a fresh kernel cache) and
+    their load time in a new process (``compile``).
 (b) ``resolver``: messages/s of ``Resolver.resolve`` on realistic micro-batches (each batch
     loads the profiles it touches, as the real-time path does), beside a naive dict/set
     resolver with the same rules written here.
@@ -32,6 +34,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -681,6 +684,31 @@ def worker_fast(path: Path, _subset: int) -> dict:
     }  # fmt: skip
 
 
+def worker_compile(path: Path, _subset: int) -> dict:
+    """The compiled kernels' cost outside the timed run: a stitch of three messages in a
+    fresh process whose kernel cache (``NUMBA_CACHE_DIR``, set by the caller) is empty, and
+    again in a second process once the first has filled it."""
+    t = time.perf_counter()
+    from onefold.unify.rules import IdentityRules
+    from onefold.unify.stitch import stitch
+
+    import_s = time.perf_counter() - t
+    tiny = pa.table({
+        "seq": pa.array([1, 1, 2], pa.int64()),
+        "namespace": ["user_id", "anonymous_id", "anonymous_id"], "value": ["u-1", "a-1", "a-2"],
+    })  # fmt: skip
+    t, c = time.perf_counter(), time.process_time()
+    stitch(tiny, IdentityRules())
+    first_s, first_cpu_s = time.perf_counter() - t, time.process_time() - c
+    t = time.perf_counter()
+    stitch(tiny, IdentityRules())
+    return {
+        "import_s": round(import_s, 2), "first_call_s": round(first_s, 2),
+        "first_call_cpu_s": round(first_cpu_s, 2),
+        "second_call_s": round(time.perf_counter() - t, 3),
+    }  # fmt: skip
+
+
 def worker_scipy(path: Path, _subset: int) -> dict:
     """Baseline: identifiers dictionary-encoded by Arrow, scipy connected components of the
     message–identifier graph. No rules (limits, merge protection, blocked values), no
@@ -798,13 +826,13 @@ def worker_resolver(path: Path, subset: int) -> dict:
 
 
 WORKERS = {"fast": worker_fast, "scipy": worker_scipy, "python": worker_python,
-           "resolver": worker_resolver}  # fmt: skip
+           "resolver": worker_resolver, "compile": worker_compile}  # fmt: skip
 
 
-def _run_worker(name: str, path: Path, subset: int) -> dict:
+def _run_worker(name: str, path: Path, subset: int, env: dict | None = None) -> dict:
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", name, "--data", str(path), "--subset", str(subset)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env={**os.environ, **(env or {})},
     )  # fmt: skip
     if proc.returncode != 0:
         return {"error": proc.stderr[-2000:]}
@@ -832,6 +860,11 @@ def bench_stitch(messages: int, subset: int, repeat: int, seed: int = 7) -> dict
         "file_mb": round(path.stat().st_size / 2**20),
     }
     del table, seq
+    with tempfile.TemporaryDirectory(prefix="onefold-numba-") as cache:
+        env = {"NUMBA_CACHE_DIR": cache}
+        result["compile"] = {"cold": _run_worker("compile", path, 0, env),
+                             "cached": _run_worker("compile", path, 0, env)}  # fmt: skip
+    _run_worker("compile", path, 0)  # so that the timed runs find the kernels compiled
     runs = [_run_worker("fast", path, subset) for _ in range(repeat)]
     result["fast"] = min(runs, key=lambda r: r.get("wall_s", 1e9))
     result["fast"]["all_wall_s"] = [r.get("wall_s") for r in runs]
@@ -880,6 +913,12 @@ def main() -> None:
             f"(a) stitching {s['data']['messages']:,} messages "
             f"({s['data']['rows']:,} rows, {s['data']['distinct_identifiers']:,} identifiers)"
         )
+        for when, r in s["compile"].items():
+            if "error" in r:
+                print(f"  kernels ({when}) failed: {r['error'][-300:]}")
+                continue
+            print(f"  kernels, {when:6s}: first stitch of 3 messages {r['first_call_s']} s "
+                  f"({r['first_call_cpu_s']} s cpu; import {r['import_s']} s)")  # fmt: skip
         for name in ("fast", "scipy", "python", "resolver"):
             r = s[name]
             if "error" in r:
@@ -896,6 +935,8 @@ def main() -> None:
                 f"  {name:9s} {wall:8.1f} s wall {cpu:8.1f} s cpu  "
                 f"peak RSS {r['peak_rss_mb']:7.0f} MB{extra}"
             )
+            if name == "fast":
+                print(f"            cpu s by phase: {r['phases_cpu_s']}")
     if "resolver" in parts:
         results["resolver"] = bench_resolver(args.resolver_messages, args.batch)
         r = results["resolver"]

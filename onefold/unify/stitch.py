@@ -1,52 +1,43 @@
 """The fast full rebuild of the deterministic identity graph: every stored message at once.
 
 Replaying every event through the resolver (``IdentityGraph.rebuild``) is exact but runs
-Python per message. A full rebuild can use what the resolver guarantees to give the same
-graph — identifiers, profiles, merges, refusals and event attributions, row for row — with
-array operations for almost every message:
+Python per message. A full rebuild gives the same graph — identifiers, profiles, merges,
+refusals and event attributions, row for row — with compiled passes over integer arrays
+(:mod:`onefold.unify.stitch_kernels`, numba):
 
 1. **Encode.** Each message's identifiers, normalised and ordered as the resolver takes them
    (strongest namespace first, then value), become integers numbered by first appearance:
-   a 64-bit hash of (namespace, value) per row (DuckDB, on every core), one sort of
-   (hash prefix, row) packed into 64 bits, and an exact check that rows grouped together
-   carry the same identifier (hash clashes are split exactly). Messages are numbered in
-   ``seq`` order.
-2. **Components.** The connected components of the raw message–identifier graph, ignoring
-   every rule. Each identifier first hangs under an identifier of the message that first
-   carried it (see :func:`trees`; pointer jumping finds the roots), so only the first
-   meeting of each pair of trees is an edge left for scipy's ``connected_components``.
-   Messages of different components never touch the same identifier, so each component
-   resolves on its own.
-3. **Clean components.** A component is clean when no rule could fire while resolving it: its
-   identifiers respect every namespace limit, hold at most one value of each unique
-   (merge-protected) namespace, and contain no never-link pair. Then no link is ever refused,
-   so sequentially the component ends as one profile holding all its identifiers, and
-   everything the resolver records follows from the order of first appearances:
-
-   - a profile is born by each message whose strongest identifier is new, anchored on it;
-     the component's survivor is the one born by its first message (the smallest
-     ``anchor_seq``), and each identifier is recorded with the first message carrying it;
-   - a profile born by a message that also carries identifiers seen before is absorbed by that
-     very message (no merge is recorded, as in the resolver). Every other born profile roots a
-     tree of the identifiers that first appeared attached to it, and these trees only ever
-     join whole: a message carrying identifiers of two trees that are not yet one profile is a
-     merge. Taken in ``seq`` order (within a message, in identifier order) with a union-find
-     over the distinct tree pairs — far fewer than the messages — they give the resolver's
-     merges exactly: the older anchor survives, and the identifier is the message's first one
-     held by the profile it joins.
-4. **Dirty components** (the rest) are replayed through the :class:`Resolver`, in ``seq``
-   order, all together: they are independent of each other and of the clean ones.
+   a 64-bit hash of (namespace, value) per row splits the rows into parts small enough for
+   a hash table in cache, and each part is numbered with hits checked byte for byte (so
+   hash clashes cost time, never exactness). Two threads, a range of rows or parts each.
+2. **Blocked values** and block overrides are marked per identifier; a message's first
+   identifier that is not blocked is its strongest.
+3. **Resolve.** The resolver's own rules, one message after another in ``seq`` order, on
+   integers: identifiers owned by profiles numbered by birth, profiles joined by a
+   union-find whose root is the survivor, and per profile a count of values per namespace
+   (identifiers of two profiles never overlap, so counts decide every limit and merge
+   protection). Merges and refusals come out in the resolver's order; one pass over the
+   rows, memory-latency bound.
+4. **"Never link" overrides.** Their check depends on which profile holds the partner, and
+   the resolver reports the first partner in the iteration order of its own sets: the raw
+   components (union-find over the message–identifier graph, every rule ignored) that hold
+   both identifiers of an override are replayed through the :class:`Resolver` instead. The
+   components are independent, so the two parts are simply put together.
+5. **Profile ids** (SHA-256 of the anchor) with OpenSSL's SHA-256 from a kernel, and the
+   tables as Arrow columns sharing one dictionary of identifiers and one of profile ids.
 
 ``tests/unify/test_stitch.py`` checks the result equals ``IdentityGraph.rebuild()`` and,
-on random histories, one resolver run.
+on random histories, one resolver run; ``tests/unify/test_stitch_kernels.py`` the kernels
+against plain Python.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -54,10 +45,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components
 
 from onefold.unify import accounts, computed, traits
+from onefold.unify import stitch_kernels as kernels
 from onefold.unify.identifiers import _region, extraction_sql, normalise_phone
 from onefold.unify.resolver import Changes, Key, Message, Resolver
 from onefold.unify.rules import IdentityRules
@@ -162,29 +152,18 @@ def _as_dict(array: pa.Array) -> pa.DictionaryArray:
     return _dict(np.arange(len(array), dtype=np.int32), array, null)
 
 
+def _per_row(column: pa.Array | None, rows: np.ndarray) -> pa.DictionaryArray:
+    """A column's value at each of ``rows``, as dictionary<int32, string>."""
+    if column is None:
+        return _as_dict(pa.nulls(rows.size, pa.string()))
+    if pa.types.is_dictionary(column.type) and not column.null_count:
+        indices = _numpy(column.indices)[rows].astype(np.int32, copy=False)
+        return _dict(indices, column.dictionary.cast(pa.string()))
+    return _as_dict(column.take(pa.array(rows)))
+
+
 def _strings(items: list | tuple) -> pa.DictionaryArray:
     return _as_dict(pa.array(items, pa.string()))
-
-
-def _first_appearances(ids: np.ndarray) -> np.ndarray:
-    """For ids numbered in order of first appearance: True where each appears first."""
-    first = np.empty(ids.size, bool)
-    if ids.size:
-        first[0] = True
-        np.greater(ids[1:], np.maximum.accumulate(ids)[:-1], out=first[1:])
-    return first
-
-
-def _flatten(parent: np.ndarray) -> np.ndarray:
-    """Pointer jumping until every node points at its root (``parent`` is a forest), on the
-    nodes still moving only."""
-    moving = np.flatnonzero(parent != np.arange(parent.size, dtype=parent.dtype))
-    while moving.size:
-        up = parent[moving]
-        upper = parent[up]
-        parent[moving] = upper
-        moving = moving[upper != up]
-    return parent
 
 
 def _duckdb(threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -207,147 +186,171 @@ def profile_ids(namespaces: pa.Array, values: pa.Array, threads: int | None = No
     return _as_array(result.column(0))
 
 
-class _Background:
-    """A call run in a thread; for work that lets go of the GIL (DuckDB, Arrow, numpy)."""
+def _profile_ids(
+    anchors: np.ndarray,
+    key_code: np.ndarray,
+    key_value: pa.Array,
+    ns_names: pa.Array,
+    also: tuple = (),
+) -> tuple[pa.Array, object]:
+    """:func:`profile_ids` of the ``anchors`` (identifier numbers), and the result of the
+    call ``also`` run beside them. With OpenSSL's SHA-256 in a kernel, on two threads (six
+    times faster than DuckDB's on one here); DuckDB where libcrypto is missing."""
+    width = kernels.ID_WIDTH
+    also_call = [also] if also else []
+    if kernels.SHA256 is None or anchors.size * width >= 2**31:
+        names = _dict(key_code[anchors], ns_names)
+        ids, *other = _parallel([(profile_ids, names, key_value.take(anchors)), *also_call])
+        return ids, other[0] if other else None
+    out = np.empty(anchors.size * width, np.uint8)
+    strings = (*_buffers(key_value), *_buffers(ns_names))
+    halves = _halves(anchors.size, 2)
+    results = _parallel([
+        *[(kernels.profile_ids, *kernels.SHA256, anchors[lo:hi], key_code, *strings,
+           out[lo * width : hi * width]) for lo, hi in halves],
+        *also_call,
+    ])  # fmt: skip
+    offsets = np.arange(0, out.size + 1, width, dtype=np.int32)
+    ids = pa.StringArray.from_buffers(anchors.size, pa.py_buffer(offsets), pa.py_buffer(out))
+    return ids, results[-1] if also else None
 
-    def __init__(self, call, *args) -> None:
-        self._result = self._error = None
-        self._thread = threading.Thread(target=self._run, args=(call, *args), daemon=True)
-        self._thread.start()
 
-    def _run(self, call, *args) -> None:
-        try:
-            self._result = call(*args)
-        except BaseException as error:  # re-raised in the caller's thread
-            self._error = error
-
-    def result(self):
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._result
+def _buffers(value: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string column's offsets (one per row and one past the end) and bytes, no copy."""
+    _, offsets, data = value.buffers()
+    width = np.int64 if pa.types.is_large_string(value.type) else np.int32
+    offsets = np.frombuffer(offsets, width)[value.offset : value.offset + len(value) + 1]
+    data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return offsets, data
 
 
 def _hashes(code: np.ndarray, value: pa.Array) -> np.ndarray:
     """A 64-bit hash of each (namespace code, value), in row order."""
-    rows = pa.table({"c": code, "v": value})
-    with _duckdb() as db:
-        db.register("hashed", rows)
-        result = db.sql("SELECT hash(c, v) FROM hashed").to_arrow_table()
-    return _numpy(result.column(0))
+    out = np.empty(code.size, np.uint64)
+    offsets, data = _buffers(value)
+    _parallel([(kernels.hash_rows, code[lo:hi], offsets[lo : hi + 1], data, out[lo:hi])
+               for lo, hi in _halves(code.size, _threads(code.size))])  # fmt: skip
+    return out
 
 
-def encode(code: np.ndarray, value: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def _parallel(calls: list) -> list:
+    """Run each ``(function, *args)`` in its own thread (kernels let go of the GIL)."""
+    if len(calls) == 1:
+        function, *args = calls[0]
+        return [function(*args)]
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(*call) for call in calls]
+        return [future.result() for future in futures]
+
+
+def _threads(n: int) -> int:
+    """Threads for a pass over ``n`` rows: two where it pays (this machine has two cores)."""
+    return 1 if n < 1_000_000 else max(1, min(2, os.cpu_count() or 1))
+
+
+def _halves(n: int, threads: int) -> list[tuple[int, int]]:
+    bounds = [n * i // threads for i in range(threads + 1)]
+    return list(itertools.pairwise(bounds))
+
+
+class _Arena:
+    """One allocation handed out as arrays, and handed out again once they are dead.
+
+    On the benchmark machine (a VM) the first touch of memory costs about 3 s per GB of
+    page faults, several times the work done on it; memory already touched is free. So the
+    encoding's scratch is reused for the resolver's state instead of allocating anew."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.buffer = np.empty(nbytes, np.uint8)
+        self.top = 0
+
+    def take(self, shape: int | tuple[int, ...], dtype: type) -> np.ndarray:
+        """An uninitialised array, from the arena while it has room."""
+        count = int(np.prod(shape))
+        nbytes = count * np.dtype(dtype).itemsize
+        start = -(-self.top // 64) * 64
+        if start + nbytes > self.buffer.size:
+            return np.empty(shape, dtype)
+        self.top = start + nbytes
+        return self.buffer[start : start + nbytes].view(dtype).reshape(shape)
+
+    def reset(self) -> None:
+        self.top = 0
+
+
+def encode(
+    code: np.ndarray, value: pa.Array, threads: int | None = None, arena: _Arena | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Number each row's (namespace, value) by first appearance: the key of every row and
-    the first row of every key (int32).
+    the first row of every key (int32). Exact whatever :func:`_hashes` gives.
 
-    Rows are grouped by a 64-bit hash with one sort of (hash prefix, row) packed in 64 bits,
-    and keys numbered by their groups' first rows. Exact: neighbours within each group are
-    compared, and a group where different identifiers share the hash prefix is split by
-    value."""
+    Rows are split by hash into parts small enough for a table in cache (see
+    :mod:`onefold.unify.stitch_kernels`), each thread splitting a range of rows and then
+    numbering a range of parts. The large arrays are numpy's, which asks for huge pages:
+    without them the kernels' scattered reads and writes stall on address translation.
+    The scratch comes from ``arena`` (then free again) when given."""
     n = code.size
-    if n == 0:
-        return np.zeros(0, np.int32), np.zeros(0, np.int32)
     if n >= 2**31:
         raise ValueError("stitch takes fewer than 2**31 identifier rows at once")
-    bits = max(1, n.bit_length())
-    packed = _hashes(code, value) >> np.uint64(bits)  # a writable copy
-    packed <<= np.uint64(bits)
-    packed |= np.arange(n, dtype=np.uint64)
-    packed.sort()  # by hash prefix, then row
-    rows = (packed & np.uint64((1 << bits) - 1)).astype(np.int32)
-    packed >>= np.uint64(bits)
-    start = np.empty(n + 1, bool)  # group starts, and a sentinel
-    start[0] = start[n] = True
-    np.not_equal(packed[1:], packed[:-1], out=start[1:n])
-    del packed
-    # exact: in groups of two or more rows, each row carries its neighbour's identifier
-    shared = np.flatnonzero(~(start[:n] & start[1:]))
-    if shared.size:
-        shared_rows = rows[shared]
-        ordered = value.take(pa.array(shared_rows))
-        same = _numpy(pc.equal(ordered.slice(1), ordered.slice(0, shared.size - 1)))
-        del ordered
-        shared_code = code[shared_rows]
-        same &= shared_code[1:] == shared_code[:-1]
-        clashes = shared[1:][~start[shared[1:]] & ~same]
-        del shared_rows, shared_code, same
-        if clashes.size:
-            _split(rows, code, value, start, clashes)
-    del shared
-    bounds = np.flatnonzero(start)
-    group_first = rows[bounds[:-1]]  # rows ascend within a group
-    key_rows = np.sort(group_first)
-    position = np.empty(n, np.int32)
-    position[key_rows] = np.arange(key_rows.size, dtype=np.int32)
-    key = np.empty(n, np.int32)
-    key[rows] = np.repeat(position[group_first], np.diff(bounds))
-    return key, key_rows
-
-
-def _split(
-    rows: np.ndarray, code: np.ndarray, value: pa.Array, start: np.ndarray, clashes: np.ndarray
-) -> None:
-    """Reorder each group where different identifiers share a hash prefix by (namespace,
-    value, row), and start a group at each identifier (in ``rows`` and ``start``)."""
-    bounds = np.flatnonzero(start)
-    for group in np.unique(np.searchsorted(bounds, clashes, side="right") - 1).tolist():
-        lo, hi = int(bounds[group]), int(bounds[group + 1])
-        span = rows[lo:hi]
-        values = value.take(pa.array(span)).to_pylist()
-        codes = code[span].tolist()
-        order = sorted(range(hi - lo), key=lambda i: (codes[i], values[i], span[i]))
-        rows[lo:hi] = span[order]
-        for i in range(1, hi - lo):
-            a, b = order[i - 1], order[i]
-            start[lo + i] = (codes[a], values[a]) != (codes[b], values[b])
-
-
-def trees(
-    key: np.ndarray, msg: np.ndarray, mstart: np.ndarray, new: np.ndarray, n_keys: int
-) -> np.ndarray:
-    """Each identifier's tree: it hangs under the first identifier seen before in the
-    message that first carried it or, when everything in that message was new, under the
-    message's strongest identifier. A tree's root is that identifier: the anchor of the
-    profile the message created, which then keeps every identifier of the tree."""
-    first_old = np.full(mstart.size, -1, np.int32)
-    old = np.flatnonzero(~new)
-    if old.size:
-        leading = np.ones(old.size, bool)
-        leading[1:] = msg[old[1:]] != msg[old[:-1]]
-        first_old[msg[old[leading]]] = old[leading]
-    del old
-    born = np.flatnonzero(new)
-    owner = msg[born]
-    above = first_old[owner]
-    above = np.where(above >= 0, above, mstart[owner])
-    parent = np.arange(n_keys, dtype=np.int32)
-    parent[key[born]] = key[above]
-    return _flatten(parent)
-
-
-def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The root (smallest member) of each of ``n`` nodes' components, given edges a–b
-    (scipy's connected components on the nodes the edges touch)."""
-    root = np.arange(n, dtype=np.int32)
-    if a.size == 0:
-        return root
-    nodes = np.unique(np.concatenate([a, b]))
-    graph = csr_matrix(
-        (np.ones(a.size, np.int8), (np.searchsorted(nodes, a), np.searchsorted(nodes, b))),
-        shape=(nodes.size, nodes.size),
-    )
-    count, label = connected_components(graph, directed=False)
-    # scipy numbers components in order of their smallest node; check, don't assume
-    smallest = np.flatnonzero(_first_appearances(label))
-    if smallest.size != count or not np.array_equal(label[smallest], np.arange(count)):
-        smallest = np.full(count, nodes.size, np.int64)
-        np.minimum.at(smallest, label, np.arange(nodes.size))
-    root[nodes] = nodes[smallest[label]]
-    return root
+    threads = threads or _threads(n)
+    offsets, data = _buffers(value)
+    hashes = _hashes(code, value)
+    part_bits = 0
+    while part_bits < 12 and (n >> part_bits) > 32768:
+        part_bits += 1
+    parts = 1 << part_bits
+    ranges = _halves(n, threads)
+    counts = [(np.zeros(parts, np.int64), np.zeros(parts, np.int64)) for _ in ranges]
+    _parallel([(kernels.histogram, hashes[lo:hi], offsets[lo : hi + 1], part_bits, *count)
+               for (lo, hi), count in zip(ranges, counts, strict=True)])  # fmt: skip
+    rows_in = np.zeros(parts + 1, np.int64)
+    bytes_in = np.zeros(parts + 1, np.int64)
+    rows_in[1:] = np.cumsum(sum(c[0] for c in counts))
+    bytes_in[1:] = np.cumsum(sum(c[1] for c in counts))
+    starts = []  # where each thread's rows go in each part: after the earlier threads'
+    row_at, byte_at = rows_in[:-1].copy(), bytes_in[:-1].copy()
+    for row_count, byte_count in counts:
+        starts.append((row_at.copy(), byte_at.copy()))
+        row_at += row_count
+        byte_at += byte_count
+    total = int(bytes_in[-1])
+    arena = arena or _Arena(0)
+    prow = np.empty(n, np.int32)  # becomes key_rows
+    phash = arena.take(n, np.uint32)
+    pcode = arena.take(n, np.int8)
+    pstart = arena.take(n + 1, np.int32 if total < 2**31 else np.int64)
+    pstart[n] = total
+    pdata = arena.take(total, np.uint8)
+    _parallel([
+        (kernels.scatter, code[lo:hi], offsets[lo : hi + 1], data, hashes[lo:hi], part_bits, lo,
+         *at, prow, phash, pcode, pstart, pdata)
+        for (lo, hi), at in zip(ranges, starts, strict=True)
+    ])  # fmt: skip
+    del starts
+    if hashes.dtype.itemsize == 8 and hashes.flags.c_contiguous and hashes.flags.writeable:
+        first_row = hashes.view(np.int32)[:n]  # the hashes' memory, already touched
+    else:
+        first_row = np.empty(n, np.int32)
+    del hashes
+    split = [int(np.searchsorted(rows_in, rows_in[-1] * i // threads)) for i in range(threads)]
+    split = sorted(set(split)) + [parts]
+    _parallel([(kernels.first_rows, rows_in[lo : hi + 1], prow, phash, pcode, pstart, pdata,
+                first_row) for lo, hi in itertools.pairwise(split)])  # fmt: skip
+    del phash, pcode, pstart, pdata
+    arena.reset()
+    key_rows = prow  # the keys are fewer than the rows
+    n_keys = kernels.number(first_row, key_rows)
+    return first_row, key_rows[:n_keys]
 
 
 # ------------------------------------------------------------------ stitching
+
+_REFUSALS_TEXT = {  # the resolver's rule and detail for each of the kernel's refusals
+    kernels.ATTACH_UNIQUE: ("merge_protection", "the profile already has a different {ns}"),
+    kernels.ATTACH_LIMIT: ("limit", "the profile already holds {n} {ns} values"),
+    kernels.MERGE_UNIQUE: ("merge_protection", "the profiles have different {ns} values"),
+    kernels.MERGE_LIMIT: ("limit", "merged, the profile would hold {n} {ns} values"),
+}
 
 
 def stitch(
@@ -374,6 +377,10 @@ def stitch(
         stats[f"{name}_cpu_s"] = cpu_now - cpu_mark
         mark, cpu_mark = now, cpu_now
 
+    # the first call of a kernel in a process loads the machine code (and starts LLVM)
+    kernels.ordered(np.zeros(0, np.int64), np.zeros(0, np.int8), *_buffers(pa.array([""])))
+    lap("load_kernels")
+
     names = rules.ordered()
     ns_names = pa.array(names, pa.string())
     never_link = list(never_link)
@@ -388,197 +395,186 @@ def stitch(
         code = code.astype(np.int8)
     seq = _numpy(rows["seq"]).astype(np.int64, copy=False)
     value = _as_array(rows["value"])
-    if (code < 0).any():  # a namespace the rules do not know carries no identifier
-        keep = np.flatnonzero(code >= 0)
-        rows, seq, code = rows.take(keep), seq[keep], code[keep]
-        value = _as_array(rows["value"])
-    order = _order(seq, code, value)
-    if order is not None:
-        rows, seq, code = rows.take(order), seq[order], code[order]
-        value = _as_array(rows["value"])
-    if not pa.types.is_string(value.type):
+    if not (pa.types.is_string(value.type) or pa.types.is_large_string(value.type)):
         value = value.cast(pa.string())
+    unknown = code < 0  # a namespace the rules do not know carries no identifier
+    if value.null_count:
+        unknown |= _numpy(value.is_null())
+    if unknown.any():
+        keep = np.flatnonzero(~unknown)
+        rows, seq, code = rows.take(keep), seq[keep], code[keep]
+        value = _as_array(rows["value"]).cast(value.type)
+    del unknown
+    if not kernels.ordered(seq, code, *_buffers(value)):
+        order = _sort(seq, code, value)
+        rows, seq, code = rows.take(order), seq[order], code[order]
+        value = _as_array(rows["value"]).cast(value.type)
     lap("order")
 
     # -- identifiers as integers, by first appearance -----------------------------------------
-    key, key_rows = encode(code, value)
+    offsets = _buffers(value)[0]
+    arena = _Arena(10 * code.size + int(offsets[-1] - offsets[0]) + 256)  # encode's scratch
+    del offsets
+    key, key_rows = encode(code, value, arena=arena)
     n_keys = key_rows.size
     key_code = code[key_rows]
     key_value = value.take(pa.array(key_rows))
-    del value
+    del value, code
     lap("encode")
 
-    # -- blocked values and overrides; duplicates (two raw phones, one number) ---------------
+    # -- blocked values and overrides --------------------------------------------------------
     blocked_key = _blocked(rules, names, key_code, key_value, set(blocked_keys))
-    row_blocked = blocked_key[key]
-    dropped = row_blocked.copy()
-    if seq.size > 1:
-        dropped[1:] |= (seq[1:] == seq[:-1]) & (key[1:] == key[:-1])
-    blocked = _blocked_table(ns_names, key, key_code, key_value, seq, row_blocked)
-    del row_blocked
+    blocked = _blocked_table(ns_names, key, key_code, key_value, seq, blocked_key)
     lap("blocked")
-    kept = None
-    if dropped.any():
-        kept = np.flatnonzero(~dropped)
-        seq, key = seq[kept], key[kept]
-    del dropped, code
 
-    # messages: number, first row, strongest identifier
-    starts = np.empty(seq.size, bool)
-    if seq.size:
-        starts[0] = True
-        np.not_equal(seq[1:], seq[:-1], out=starts[1:])
-    msg = np.cumsum(starts, dtype=np.int32)
-    msg -= 1
-    mstart = np.flatnonzero(starts).astype(np.int32)
-    k0 = key[mstart]
-    new = _first_appearances(key)  # the row that carries each identifier first
-    first_msg = np.full(n_keys, -1, msg.dtype)
-    first_msg[key[new]] = msg[new]
-    lap("prepare")
+    # -- messages; components holding both identifiers of a "never link" are replayed ------
+    starts = arena.take(seq.size, np.int32)
+    starts = starts[: kernels.messages(seq, key, blocked_key, starts)]
+    k0 = key[starts]
+    skip_key = np.zeros(n_keys, bool)
+    found = _find_keys([key for pair in never_link for key in pair], names, key_code, key_value)
+    pairs = [(a, b) for a, b in zip(found[::2], found[1::2], strict=True)
+             if a is not None and b is not None]  # fmt: skip
+    pairs = [(a, b) for a, b in pairs if not (blocked_key[a] or blocked_key[b])]
+    if pairs:
+        root = kernels.components(seq, key, blocked_key, n_keys)
+        dirty_root = np.zeros(n_keys, bool)
+        for a, b in pairs:
+            if root[a] == root[b]:
+                dirty_root[root[a]] = True
+        skip_key = dirty_root[root]
+        roots = (root == np.arange(n_keys)) & ~blocked_key
+        stats.update(components=int(roots.sum()), dirty_components=int(dirty_root.sum()))
+        del root, roots, dirty_root
+    skip = skip_key[k0] if pairs else np.zeros(0, bool)
+    python_msgs = np.flatnonzero(skip)
+    if not python_msgs.size:
+        skip = np.zeros(0, bool)
+    del skip_key
+    lap("messages")
 
-    # -- components of the raw graph: trees, joined where a message meets two -------------
-    tree = trees(key, msg, mstart, new, n_keys)
-    row_tree = tree[key]
-    head = row_tree[mstart][msg]  # the tree of each row's message's strongest identifier
-    joins = np.flatnonzero(row_tree != head)
-    # the first meeting of two trees is all that can join them: later ones find them joined
-    pairs = pa.array(head[joins].astype(np.int64) * n_keys + row_tree[joins])
-    joins = joins[_first_appearances(_numpy(pc.dictionary_encode(pairs).indices))]
-    del pairs
-    join_head, join_tree = head[joins], row_tree[joins]
-    del row_tree, head
-    root = components(n_keys, join_head, join_tree)[tree]
-    del tree
-    lap("components")
-
-    # -- clean or dirty --------------------------------------------------------------------------
-    present = first_msg >= 0
-    dirty_root = np.zeros(n_keys, bool)
-    for c, name in enumerate(names):
-        rule = rules.namespaces[name]
-        limit = 1 if rule.unique else rule.limit
-        if rule.unique and rule.limit is not None:
-            limit = min(rule.limit, 1)
-        if limit is None:
-            continue
-        counts = np.bincount(root[present & (key_code == c)], minlength=n_keys)
-        dirty_root |= counts > limit
-    for a, b in never_link:
-        ka = _find_key(a, names, key_code, key_value)
-        kb = _find_key(b, names, key_code, key_value)
-        linked = ka is not None and kb is not None and present[ka] and present[kb]
-        if linked and root[ka] == root[kb]:
-            dirty_root[root[ka]] = True
-    dirty_msg = dirty_root[root[k0]]
-    lap("classify")
+    limit = np.array([-1 if rules.namespaces[n].limit is None else rules.namespaces[n].limit
+                      for n in names], np.int64)  # fmt: skip
+    unique = np.array([rules.namespaces[n].unique for n in names], bool)
+    unique_order = np.array([names.index(n) for n in Resolver(rules).unique], np.int64)
+    owner = arena.take(n_keys, np.int32)
+    owner.fill(-1)
+    attached = arena.take(n_keys, np.int32)
+    attached.fill(-1)
+    state_at = arena.top
+    anchors = np.zeros(n_keys, bool)  # each identifier creates a profile once at most
+    anchors[k0] = True
+    state = arena.take((int(anchors.sum()), kernels.width(len(names))), np.int32)
+    del anchors
+    merges_k = np.empty((max(seq.size - starts.size, 1), 4), np.int32)
+    # every message is attributed to its strongest identifier, whatever the rules refused:
+    # gathered in a second thread meanwhile
+    seq_of, code_of = np.empty(starts.size, np.int64), np.empty(starts.size, np.int32)
+    (root, born_msg, born_key, merges_k, refusals_k), _ = _parallel([
+        (kernels.resolve, seq, key, key_code, starts, skip, blocked_key, limit, unique,
+         unique_order, state, owner, attached, merges_k),
+        (kernels.attributions, starts, key_code, k0, seq, seq_of, code_of),
+    ])  # fmt: skip
+    attributions = pa.table(
+        [seq_of, _dict(code_of, ns_names), _dict(k0, key_value)], schema=_ATTRIBUTIONS
+    )
+    del seq_of, code_of
+    arena.top = state_at  # the state is dead
+    del state, skip
+    lap("resolve")
 
     message_id = _as_array(rows["message_id"]) if "message_id" in rows.column_names else None
     source_id = _as_array(rows["source_id"]) if "source_id" in rows.column_names else None
     del rows
 
     def per_message(column: pa.Array | None, messages: np.ndarray) -> pa.DictionaryArray:
-        """A column's value for each of ``messages`` (from the message's first row)."""
-        if column is None:
-            return _as_dict(pa.nulls(messages.size, pa.string()))
-        index = mstart[messages]
-        if kept is not None:
-            index = kept[index]
-        return _as_dict(column.take(pa.array(index)))
+        """A column's value for each of ``messages`` (from the message's first kept row)."""
+        return _per_row(column, starts[messages])
 
-    # -- profile ids of the clean components' profiles, hashed by DuckDB in a thread (it
-    # lets go of the GIL) while the resolver replays the dirty components here ------------
-    clean_msg = ~dirty_msg
-    born_msg = np.flatnonzero(clean_msg & new[mstart])
-    born_key = k0[born_msg]
-    anchors = (_dict(key_code[born_key], ns_names), key_value.take(born_key))
-    # one DuckDB thread: the other core is the resolver's
-    hashing = _Background(profile_ids, *anchors, max(1, (os.cpu_count() or 2) - 1))
-    del anchors
-
-    # -- dirty components: the resolver ------------------------------------------------------
-    dirty_msgs = np.flatnonzero(dirty_msg)
-    message_ids = per_message(message_id, dirty_msgs).cast(pa.string()).to_pylist()
-    source_ids = per_message(source_id, dirty_msgs).cast(pa.string()).to_pylist()
+    # -- the components with "never link" overrides: the resolver ----------------------------
+    message_ids = per_message(message_id, python_msgs).cast(pa.string()).to_pylist()
+    source_ids = per_message(source_id, python_msgs).cast(pa.string()).to_pylist()
     resolver = _replay(
-        rules, never_link, names, seq, key, key_code, key_value, msg, mstart, dirty_msgs,
-        message_ids, source_ids,
+        rules, never_link, names, seq, key, key_code, key_value, starts, blocked_key,
+        python_msgs, message_ids, source_ids,
     )  # fmt: skip
     dirty = _changes_tables(resolver, resolver.changes, attributions=False)
     del resolver, message_ids, source_ids
-    lap("dirty")
+    lap("replay")
 
-    # -- clean components --------------------------------------------------------------------
-    born_ids = hashing.result()
-    id_of_key = np.full(n_keys, -1, np.int32)
-    id_of_key[born_key] = np.arange(born_key.size, dtype=np.int32)
-    lap("profile_ids")
-
-    clean_key = np.flatnonzero(present & ~dirty_root[root])
-    first_of_key = first_msg[clean_key]
-    identifiers = pa.table(
-        [
-            _dict(key_code[clean_key], ns_names),
-            _dict(clean_key, key_value),
-            _dict(id_of_key[root[clean_key]], born_ids),
-            pa.array(seq[mstart[first_of_key]]),
-            per_message(source_id, first_of_key),
-        ],
-        schema=_IDENTIFIERS,
-    )
-    del clean_key, first_of_key
-    survivor = id_of_key[root[born_key]]
-    alive = survivor == np.arange(born_key.size)
-    profiles = pa.table(
-        [
-            _dict(np.arange(born_key.size), born_ids),
+    # -- the tables: profile ids hashed while the identifiers and profiles are gathered ----
+    def gather(owner: np.ndarray, attached: np.ndarray) -> tuple[list, np.ndarray, list]:
+        key_of, code_of, owner_of, row_of = arena.take((4, n_keys), np.int32)
+        seq_of = arena.take(n_keys, np.int64)
+        count = kernels.identifiers(
+            owner, attached, starts, seq, key_code, key_of, code_of, owner_of, seq_of, row_of
+        )
+        identifiers = [
+            _dict(code_of[:count], ns_names),
+            _dict(key_of[:count], key_value),
+            pa.array(seq_of[:count]),
+            _per_row(source_id, row_of[:count]),
+        ]
+        profiles = [
             _dict(key_code[born_key], ns_names),
             _dict(born_key, key_value),
-            pa.array(seq[mstart[born_msg]]),
-            _dict(survivor, born_ids, null=alive),
+            pa.array(seq[starts[born_msg]]),
+        ]
+        return identifiers, owner_of[:count], profiles
+
+    lap("tables")
+    born_ids, (key_columns, owner, profile_columns) = _profile_ids(
+        born_key, key_code, key_value, ns_names, (gather, owner, attached)
+    )
+    del attached
+    lap("profile_ids")
+
+    identifiers = pa.table(
+        [*key_columns[:2], _dict(owner, born_ids), *key_columns[2:]], schema=_IDENTIFIERS
+    )
+    del key_columns, owner
+    n_born = root.size
+    alive = root == np.arange(n_born)
+    profiles = pa.table(
+        [
+            _dict(np.arange(n_born), born_ids),
+            *profile_columns,
+            _dict(root, born_ids, null=alive),
         ],
         schema=_PROFILES,
     )
-    del survivor, alive
-    # every message is attributed to its strongest identifier, whatever the rules refused
-    attributions = pa.table(
-        [pa.array(seq[mstart]), _dict(key_code[k0], ns_names), _dict(k0, key_value)],
-        schema=_ATTRIBUTIONS,
-    )
-    lap("clean_tables")
-
-    clean_join = clean_msg[msg[joins]]
-    merge_rows, surviving, absorbed = _clean_merges(
-        joins[clean_join], join_head[clean_join], join_tree[clean_join]
-    )
-    merge_keys = key[merge_rows]
+    del alive, profile_columns
+    merge_msg, merge_key = merges_k[:, 0], merges_k[:, 1]
     merges = pa.table(
         [
-            pa.array(seq[merge_rows]),
-            per_message(message_id, msg[merge_rows]).cast(pa.string()),
-            born_ids.take(pa.array(id_of_key[surviving])),
-            born_ids.take(pa.array(id_of_key[absorbed])),
-            ns_names.take(pa.array(key_code[merge_keys])),
-            key_value.take(pa.array(merge_keys)),
+            pa.array(seq[starts[merge_msg]]),
+            per_message(message_id, merge_msg).cast(pa.string()),
+            born_ids.take(pa.array(merges_k[:, 2])),
+            born_ids.take(pa.array(merges_k[:, 3])),
+            ns_names.take(pa.array(key_code[merge_key])),
+            key_value.take(pa.array(merge_key)),
         ],
         schema=_MERGES,
     )
-    lap("clean_merges")
+    refusals = _refusals_table(
+        refusals_k, names, seq, starts, key_code, key_value, born_ids,
+        per_message(message_id, refusals_k[:, 0]).cast(pa.string()),
+    )  # fmt: skip
+    lap("more_tables")
 
     result = Stitched(
         identifiers=pa.concat_tables([identifiers, dirty.identifiers]),
         profiles=pa.concat_tables([profiles, dirty.profiles]),
-        merges=_in_seq_order(pa.concat_tables([merges, dirty.merges])),
-        refusals=dirty.refusals,
+        merges=_in_seq_order(merges, dirty.merges),
+        refusals=_in_seq_order(refusals, dirty.refusals),
         attributions=attributions,
         blocked=blocked,
     )
     lap("concat")
+    # "dirty": replayed by the Resolver (never-link components); "clean": the kernel's
     stats.update(
-        rows=seq.size, messages=mstart.size, identifiers=int(present.sum()),
-        components=int(np.count_nonzero(present & (root == np.arange(n_keys)))),
-        dirty_components=int(np.count_nonzero(present & dirty_root & (root == np.arange(n_keys)))),
-        dirty_messages=dirty_msgs.size, clean_merges=merge_rows.size,
+        rows=seq.size, messages=starts.size, identifiers=n_keys - int(blocked_key.sum()),
+        dirty_messages=python_msgs.size, clean_merges=merges.num_rows,
         profiles=result.profiles.num_rows, merges=result.merges.num_rows,
         refusals=result.refusals.num_rows, total_s=clock() - started,
         total_cpu_s=cpu() - cpu_started,
@@ -587,30 +583,45 @@ def stitch(
     return result
 
 
-def _in_seq_order(table: pa.Table) -> pa.Table:
-    """Sorted by seq, stably (a message's merges keep the resolver's order)."""
-    if table.num_rows == 0:
+def _refusals_table(
+    refusals: np.ndarray,
+    names: list[str],
+    seq: np.ndarray,
+    starts: np.ndarray,
+    key_code: np.ndarray,
+    key_value: pa.Array,
+    born_ids: pa.Array,
+    message_ids: pa.Array,
+) -> pa.Table:
+    """The kernel's refusals (message, identifier, profile, other, rule, namespace, number)
+    as the resolver records them."""
+    m, k, profile, other, rule, ns, number = (refusals[:, i] for i in range(7))
+    texts = [
+        (_REFUSALS_TEXT[r][0], _REFUSALS_TEXT[r][1].format(ns=names[c], n=x))
+        for r, c, x in zip(rule.tolist(), ns.tolist(), number.tolist(), strict=True)
+    ]
+    return pa.table(
+        [
+            pa.array(seq[starts[m]]),
+            message_ids,
+            pa.array([names[c] for c in key_code[k].tolist()], pa.string()),
+            key_value.take(pa.array(k)),
+            born_ids.take(pa.array(profile)),
+            born_ids.take(pa.array(other, mask=other < 0)),
+            pa.array([t[0] for t in texts], pa.string()),
+            pa.array([t[1] for t in texts], pa.string()),
+        ],
+        schema=_REFUSALS,
+    )
+
+
+def _in_seq_order(table: pa.Table, other: pa.Table) -> pa.Table:
+    """Both tables' rows (each in seq order) sorted by seq, stably (a message's merges keep
+    the resolver's order)."""
+    if other.num_rows == 0:
         return table
+    table = pa.concat_tables([table, other])
     return table.take(np.argsort(_numpy(table["seq"]), kind="stable"))
-
-
-def _order(seq: np.ndarray, code: np.ndarray, value: pa.Array) -> np.ndarray | None:
-    """The permutation putting rows in (seq, priority, value) order, or None if they are."""
-    if seq.size < 2:
-        return None
-    if (seq[1:] < seq[:-1]).any():
-        return _sort(seq, code, value)
-    same_seq = seq[1:] == seq[:-1]
-    if (same_seq & (code[1:] < code[:-1])).any():
-        return _sort(seq, code, value)
-    ties = np.flatnonzero(same_seq & (code[1:] == code[:-1]))
-    if ties.size == 0:
-        return None
-    before = value.take(pa.array(ties))
-    after = value.take(pa.array(ties + 1))
-    if pc.all(pc.less_equal(before, after)).as_py():
-        return None
-    return _sort(seq, code, value)
 
 
 def _sort(seq: np.ndarray, code: np.ndarray, value: pa.Array) -> np.ndarray:
@@ -632,41 +643,45 @@ def _blocked(
     lists |= {n: {v.lower() for v in r.blocked} for n, r in rules.namespaces.items()}
     listed = set().union(*lists.values())
     if listed:
-        # only values as long as a listed one (or not ASCII, whose case may change length)
-        lengths = pa.array(sorted({len(v.encode()) for v in listed}), pa.int32())
-        maybe = pc.or_(
-            pc.is_in(pc.binary_length(key_value), value_set=lengths),
-            pc.invert(pc.string_is_ascii(key_value)),
-        )
-        candidates = np.flatnonzero(_numpy(maybe))
-        if candidates.size:
-            values = key_value.take(pa.array(candidates))
-            lowered = pc.ascii_lower(values)
-            other = pc.invert(pc.string_is_ascii(values))
-            if pc.any(other).as_py():  # lower-cased as Python does (str.lower), not per char
-                python = [v.lower() for v in values.filter(other).to_pylist()]
-                lowered = pc.replace_with_mask(lowered, other, pa.array(python, pa.string()))
-            hit = _numpy(pc.is_in(lowered, value_set=pa.array(sorted(lists[""]), pa.string())))
-            for c, name in enumerate(names):
-                if lists[name]:
-                    values = pa.array(sorted(lists[name]), pa.string())
-                    hit |= _numpy(pc.is_in(lowered, value_set=values)) & (key_code[candidates] == c)
-            blocked[candidates[hit]] = True
-    for override in blocked_keys:
-        found = _find_key(override, names, key_code, key_value)
+        encoded = [(v.encode(), c) for c, name in enumerate(["", *names]) for v in lists[name]]
+        lengths = np.zeros(max(len(v) for v, _ in encoded) + 1, bool)
+        lengths[[len(v) for v, _ in encoded]] = True
+        listed_offsets = np.cumsum([0] + [len(v) for v, _ in encoded], dtype=np.int64)
+        listed_data = np.frombuffer(b"".join(v for v, _ in encoded) or b"\0", np.uint8)
+        listed_code = np.array([c - 1 for _, c in encoded], np.int64)
+        other = np.zeros(len(key_value), bool)
+        kernels.blocked_values(
+            *_buffers(key_value), key_code, lengths, listed_offsets, listed_data, listed_code,
+            blocked, other,
+        )  # fmt: skip
+        candidates = np.flatnonzero(other)
+        if candidates.size:  # not ASCII: lower-cased as Python does (str.lower), not per char
+            values = key_value.take(pa.array(candidates)).to_pylist()
+            codes = key_code[candidates].tolist()
+            hit = [v.lower() in lists[""] or v.lower() in lists[names[c]]
+                   for v, c in zip(values, codes, strict=True)]  # fmt: skip
+            blocked[candidates[np.array(hit, bool)]] = True
+    for found in _find_keys(sorted(blocked_keys), names, key_code, key_value):
         if found is not None:
             blocked[found] = True
     return blocked
 
 
-def _find_key(
-    wanted: Key, names: list[str], key_code: np.ndarray, key_value: pa.Array
-) -> int | None:
-    if wanted[0] not in names:
-        return None
-    matches = np.flatnonzero(_numpy(pc.equal(key_value, wanted[1])))
-    matches = matches[key_code[matches] == names.index(wanted[0])]
-    return int(matches[0]) if matches.size else None
+def _find_keys(
+    wanted: list[Key], names: list[str], key_code: np.ndarray, key_value: pa.Array
+) -> list[int | None]:
+    """The number of each wanted identifier (None where no message carries it), in one
+    pass over the identifiers."""
+    if not wanted:
+        return []
+    values = pa.array(sorted({value for _, value in wanted}), pa.string())
+    rows = np.flatnonzero(_numpy(pc.is_in(key_value, value_set=values)))
+    pairs = zip(key_code[rows].tolist(), key_value.take(pa.array(rows)).to_pylist(), strict=True)
+    found = dict(zip(pairs, rows.tolist(), strict=True))
+    return [
+        found.get((names.index(namespace), value)) if namespace in names else None
+        for namespace, value in wanted
+    ]
 
 
 def _blocked_table(
@@ -675,9 +690,9 @@ def _blocked_table(
     key_code: np.ndarray,
     key_value: pa.Array,
     seq: np.ndarray,
-    row_blocked: np.ndarray,
+    blocked_key: np.ndarray,
 ) -> pa.Table:
-    rows = np.flatnonzero(row_blocked)
+    rows = np.flatnonzero(blocked_key[key])
     keys, inverse, counts = np.unique(key[rows], return_inverse=True, return_counts=True)
     last = np.zeros(keys.size, np.int64)
     np.maximum.at(last, inverse, seq[rows])
@@ -688,35 +703,6 @@ def _blocked_table(
     )  # fmt: skip
 
 
-def _clean_merges(
-    joins: np.ndarray, heads: np.ndarray, trees: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The merges the resolver records in clean components: (row, surviving anchor,
-    absorbed anchor), in the order it records them.
-
-    ``joins`` are the rows where a message first meets a tree other than its strongest
-    identifier's (``heads``; ``trees`` the other), in row order. A meeting of two trees not
-    yet in one profile merges them, and the older anchor — the smaller key, keys being
-    numbered by first appearance — survives."""
-    rows_out, surviving, absorbed = [], [], []
-    up: dict[int, int] = {}
-    for row, x, y in zip(joins.tolist(), heads.tolist(), trees.tolist(), strict=True):
-        while x in up:
-            x = up[x]
-        while y in up:
-            y = up[y]
-        if x == y:
-            continue
-        if y < x:
-            x, y = y, x
-        up[y] = x
-        rows_out.append(row)
-        surviving.append(x)
-        absorbed.append(y)
-    return (np.array(rows_out, np.int64), np.array(surviving, np.int64),
-            np.array(absorbed, np.int64))  # fmt: skip
-
-
 def _replay(
     rules: IdentityRules,
     never_link: list[tuple[Key, Key]],
@@ -725,30 +711,36 @@ def _replay(
     key: np.ndarray,
     key_code: np.ndarray,
     key_value: pa.Array,
-    msg: np.ndarray,
-    mstart: np.ndarray,
+    starts: np.ndarray,
+    blocked_key: np.ndarray,
     messages: np.ndarray,
     message_ids: list[str | None],
     source_ids: list[str | None],
 ) -> Resolver:
-    """Resolve the dirty components' ``messages`` with the resolver, in seq order."""
+    """Resolve ``messages`` (numbers, in seq order) with the resolver."""
     resolver = Resolver(rules, never_link)
     if messages.size == 0:
         return resolver
-    selected = np.zeros(mstart.size, bool)
-    selected[messages] = True
-    rows = np.flatnonzero(selected[msg])
-    row_keys = key[rows]
-    namespaces = [names[c] for c in key_code[row_keys].tolist()]
-    values = key_value.take(pa.array(row_keys)).to_pylist()
-    identifiers = list(zip(namespaces, values, strict=True))
-    bounds = np.searchsorted(rows, mstart[messages]).tolist() + [rows.size]
-    seqs = seq[mstart[messages]].tolist()
+    first = starts[messages]
+    ends = np.searchsorted(seq, seq[first], side="right")
+    per_message: list[list[int]] = []
+    for lo, hi in zip(first.tolist(), ends.tolist(), strict=True):
+        keys: list[int] = []
+        for k in key[lo:hi].tolist():
+            if not blocked_key[k] and (not keys or keys[-1] != k):
+                keys.append(k)
+        per_message.append(keys)
+    used = np.unique(np.fromiter((k for keys in per_message for k in keys), np.int64))
+    values = key_value.take(pa.array(used)).to_pylist()
+    identifier = {
+        k: (names[c], v)
+        for k, c, v in zip(used.tolist(), key_code[used].tolist(), values, strict=True)
+    }
+    seqs = seq[first].tolist()
     resolver.resolve(
-        Message(seqs[i], message_ids[i], source_ids[i],
-                tuple(identifiers[bounds[i]:bounds[i + 1]]))
-        for i in range(messages.size)
-    )  # fmt: skip
+        Message(seqs[i], message_ids[i], source_ids[i], tuple(identifier[k] for k in keys))
+        for i, keys in enumerate(per_message)
+    )
     return resolver
 
 
