@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from onefold.unify.matching import MatchConfig
 
 CONSUMER = "identity"
+PUBLISH_CHUNK = 100_000
+"""Profiles published per serving-store transaction."""
 log = logging.getLogger("onefold.unify")
 
 
@@ -494,16 +496,19 @@ class IdentityGraph:
                     self._unpublished.append(self._pending_received)
             return count
 
-    def publish(self) -> int:
+    def publish(self, drain: bool = True) -> int:
         """Write the views of the profiles changed since the last publish to the serving
         store (a no-op without one); returns how many profile ids it handled. Safe to run
-        beside :meth:`process`: it publishes what was committed when it started."""
+        beside :meth:`process`: it publishes what was committed when it started (with
+        ``drain``, and what was committed meanwhile; without, one chunk of it)."""
         with self._publish_lock:
             with self._unpublished_lock:
                 committed, self._unpublished = self._unpublished, []
             published = 0
             if self.serving is not None:
-                published = publish.publish(self.warehouse, self.serving)
+                published = publish.publish(
+                    self.warehouse, self.serving, chunk=PUBLISH_CHUNK, drain=drain
+                )
             for received in committed:  # their profiles are now visible
                 self.lag.record(received)
             return published
@@ -576,7 +581,8 @@ class UnifyWorker:
                 return
             started = time.monotonic()
             try:
-                self.graph.publish()
+                if self.graph.publish(drain=False) >= PUBLISH_CHUNK:
+                    self._changed.set()  # more was marked than one round takes
             except Exception as exc:  # the marks stay; published again next round
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("publishing profiles failed")

@@ -67,15 +67,22 @@ def pending(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT count(DISTINCT profile_id) FROM serving_dirty").fetchone()[0]
 
 
-def publish(warehouse: Warehouse, store: ServingStore, chunk: int = 20_000) -> int:
+def publish(
+    warehouse: Warehouse, store: ServingStore, chunk: int = 100_000, drain: bool = True
+) -> int:
     """Rewrite the marked profiles in the serving store (all of them, in a new file, when
-    everything is marked); returns how many profile ids it handled."""
+    everything is marked), ``chunk`` at a time; returns how many profile ids it handled.
+    With ``drain``, until nothing is marked, profiles marked meanwhile included; without,
+    one chunk of what was marked when it began (a caller publishing again and again takes
+    the rest next time)."""
     total = 0
     while True:
         with warehouse.transaction() as con:
             if con.execute("SELECT 1 FROM serving_dirty WHERE profile_id = ?", [ALL]).fetchall():
                 total += _publish_all(con, store)
                 con.execute("DELETE FROM serving_dirty")
+                if not drain:
+                    return total
                 continue
             marked = [row[0] for row in con.execute(
                 "SELECT DISTINCT profile_id FROM serving_dirty ORDER BY 1 LIMIT ?", [chunk]
@@ -93,6 +100,8 @@ def publish(warehouse: Warehouse, store: ServingStore, chunk: int = 20_000) -> i
             finally:
                 con.unregister("published_ids")
         total += len(marked)
+        if not drain:
+            return total
 
 
 def _publish_all(con: duckdb.DuckDBPyConnection, store: ServingStore, chunk: int = 50_000) -> int:
