@@ -140,13 +140,15 @@ def write_changes(
                 WHERE identifiers.profile_id = m.absorbed
                 """
             )
-            con.execute(
-                """
-                UPDATE identity_profiles SET merged_into = m.surviving FROM profile_moves m
-                WHERE identity_profiles.profile_id = m.absorbed
-                   OR identity_profiles.merged_into = m.absorbed
-                """
-            )
+            # Two equality joins, not one on "a OR b": DuckDB would compare every profile
+            # with every move. A profile absorbed now was live, so no row matches both.
+            for column in ("profile_id", "merged_into"):
+                con.execute(
+                    f"""
+                    UPDATE identity_profiles SET merged_into = m.surviving FROM profile_moves m
+                    WHERE identity_profiles.{column} = m.absorbed
+                    """
+                )
         finally:
             con.unregister("profile_moves")
     born = list(changes.born.values())
