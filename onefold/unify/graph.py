@@ -547,11 +547,17 @@ class UnifyWorker:
         self._wake = threading.Event()
         self._changed = threading.Event()
         self._stop = threading.Event()
-        self.last_error: str | None = None
+        self.resolve_error: str | None = None
+        self.publish_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="onefold-unify", daemon=True)
         self._publisher = threading.Thread(
             target=self._publish_loop, name="onefold-publish", daemon=True
         )
+
+    @property
+    def last_error(self) -> str | None:
+        """The last round's failure, resolving or publishing (None once it succeeds)."""
+        return self.resolve_error or self.publish_error
 
     def start(self) -> None:
         self._thread.start()
@@ -567,9 +573,9 @@ class UnifyWorker:
             try:
                 while self.graph.process():
                     self._changed.set()
-                self.last_error = None
+                self.resolve_error = None
             except Exception as exc:  # keep serving; the batch is retried next round
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.resolve_error = f"{type(exc).__name__}: {exc}"
                 log.exception("identity resolution failed")
 
     def _publish_loop(self) -> None:
@@ -585,8 +591,9 @@ class UnifyWorker:
             try:
                 if self.graph.publish(drain=False) >= PUBLISH_CHUNK:
                     self._changed.set()  # more was marked than one round takes
+                self.publish_error = None
             except Exception as exc:  # the marks stay; published again next round
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.publish_error = f"{type(exc).__name__}: {exc}"
                 log.exception("publishing profiles failed")
                 self._changed.set()
             self._stop.wait(max(0.0, self.graph.publish_interval - (time.monotonic() - started)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from onefold.runtime import Onefold
+from onefold.settings import Settings
 from onefold.store.serving import PROFILE_NAMESPACE
 from onefold.unify import publish
 from onefold.unify.profiles import profile_views_json
@@ -184,3 +186,43 @@ def test_a_store_of_an_older_layout_is_rebuilt_on_start(onefold):
     finally:
         reopened.close()
     onefold.close = lambda: None  # closed above
+
+
+def _wait_for(check, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_the_worker_publishes_beside_resolving_and_reports_a_failed_publish(tmp_path, monkeypatch):
+    """As deployed: the worker's resolving thread goes on while its publishing thread
+    fails; the failure is reported, and once publishing works again the profile shows."""
+    settings = Settings(
+        data_dir=tmp_path, admin_token="t", unify_interval_ms=20, publish_interval_ms=20
+    )
+    instance = Onefold(settings)
+    try:
+        instance.sources.create("web", "web")
+        store = instance.serving
+        original = store.replace
+
+        def failing(*args, **kwargs):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(store, "replace", failing)
+        send(instance, "web", [{"type": "identify", "userId": "u-1", "anonymousId": "a-1"}])
+        instance.log.rotate()
+        instance.loader.load_now()
+        _wait_for(lambda: instance.unify.last_error is not None)
+        assert "disk full" in instance.unify.last_error
+        assert instance.unify.resolve_error is None  # resolving went on
+        con = instance.warehouse.cursor()
+        assert con.execute("SELECT count(*) FROM identifiers WHERE value = 'u-1'").fetchone()[0]
+        assert store.find("user_id", "u-1") is None
+        monkeypatch.setattr(store, "replace", original)
+        _wait_for(lambda: store.find("user_id", "u-1") is not None)
+        _wait_for(lambda: instance.unify.last_error is None)
+        assert store.find("anonymous_id", "a-1") == store.find("user_id", "u-1")
+    finally:
+        instance.close()
