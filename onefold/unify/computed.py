@@ -243,7 +243,8 @@ def refresh(
     members: pa.Table | None = None,
 ) -> None:
     """Recompute ``profile_computed_traits`` for ``profiles`` (every profile when None);
-    ``members``, when given, are those profiles' events (:func:`membership.profile_events`)."""
+    ``members``, when given, are those profiles' events as ``(profile_id, seq)``
+    (:func:`membership.events_of_identifiers`)."""
     if not traits:
         return
     scope = None

@@ -4,10 +4,9 @@ identifier it was attributed to (``event_identity`` joined to ``identifiers``).
 Recomputing a few profiles' traits and computed traits needs only their events, but
 finding them means joining two tables as long as the warehouse's history. A micro-batch
 finds its profiles' events once and hands them to every step that recomputes those
-profiles: from the identifiers its resolver holds (:func:`events_of_identifiers`, one scan
-of ``event_identity``) or from the profile ids (:func:`profile_events`). A full recompute
-and Spark use the same join unscoped (:func:`members_sql`), so all ways read the same
-events.
+profiles, from the identifiers its resolver holds (:func:`events_of_identifiers`, one scan
+of ``event_identity``). A full recompute and Spark use the same join
+(:func:`members_sql`), so all ways read the same events.
 """
 
 from __future__ import annotations
@@ -25,15 +24,6 @@ def members_sql(scope: str | None = None) -> str:
         JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
         {where}
     """
-
-
-def profile_events(con: duckdb.DuckDBPyConnection, profiles: list[str]) -> pa.Table:
-    """``(profile_id, seq)`` of the events of ``profiles``."""
-    con.register("member_profiles", pa.table({"profile_id": pa.array(profiles, pa.string())}))
-    try:
-        return con.sql(members_sql("member_profiles")).to_arrow_table()
-    finally:
-        con.unregister("member_profiles")
 
 
 def events_of_identifiers(con: duckdb.DuckDBPyConnection, identifiers: pa.Table) -> pa.Table:

@@ -100,7 +100,8 @@ def refresh(
     members: pa.Table | None = None,
 ) -> None:
     """Recompute ``profile_traits`` for ``profiles`` (every profile when None);
-    ``members``, when given, are those profiles' events (:func:`membership.profile_events`)."""
+    ``members``, when given, are those profiles' events as ``(profile_id, seq)``
+    (:func:`membership.events_of_identifiers`)."""
     if profiles is not None and not profiles:
         return
     registered = ["trait_ranks"]
