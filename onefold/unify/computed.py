@@ -26,6 +26,7 @@ import sqlglot
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlglot import exp
 
+from onefold.unify import membership
 from onefold.unify.membership import members_sql
 
 Function = Literal[
@@ -171,25 +172,22 @@ _EVENT_COLUMNS = ", ".join(f"e.{column}" for column in sorted(_COLUMNS | {"seq",
 
 
 def computed_sql(
-    traits: list[ComputedTrait], dialect: str = "duckdb",
-    scope: str | None = None, members: str | None = None,
-) -> str:  # fmt: skip
+    traits: list[ComputedTrait], dialect: str = "duckdb", members: str | None = None
+) -> str:
     """One row per profile, one column per trait, as of the ``as_of`` parameter (see
-    :func:`parameters`). ``scope`` names a table of profile ids to limit the query to;
-    ``members`` a table of ``(profile_id, seq)`` giving the events of the profiles to
-    compute (see :mod:`onefold.unify.membership`), found beforehand.
+    :func:`parameters`). ``members`` is a table or subquery of ``(profile_id, seq)``
+    giving the events of the profiles to compute (see :mod:`onefold.unify.membership`);
+    every profile's by default.
 
     Building the query costs milliseconds of Python; each micro-batch runs it, so it is
     built once per definitions and kept."""
-    return _computed_sql(tuple(t.model_dump_json() for t in traits), dialect, scope, members)
+    return _computed_sql(tuple(t.model_dump_json() for t in traits), dialect, members)
 
 
 @functools.lru_cache(maxsize=32)
-def _computed_sql(
-    definitions: tuple[str, ...], dialect: str, scope: str | None, members: str | None
-) -> str:
+def _computed_sql(definitions: tuple[str, ...], dialect: str, members: str | None) -> str:
     traits = [ComputedTrait.model_validate_json(text) for text in definitions]
-    source = members or f"({members_sql(scope)})"
+    source = members or f"({members_sql()})"
     columns = []
     joins = []
     for trait in traits:
@@ -245,36 +243,14 @@ def refresh(
     """Recompute ``profile_computed_traits`` for ``profiles`` (every profile when None);
     ``members``, when given, are those profiles' events as ``(profile_id, seq)``
     (:func:`membership.events_of_identifiers`)."""
-    if not traits:
+    if not traits or (profiles is not None and not profiles):
         return
-    scope = None
-    if profiles is not None:
-        if not profiles:
-            return
-        con.register("computed_scope", pa.table({"profile_id": pa.array(profiles, pa.string())}))
-        scope = "computed_scope"
-    try:
-        if scope:
-            con.execute(
-                "DELETE FROM profile_computed_traits WHERE profile_id IN "
-                "(SELECT profile_id FROM computed_scope)"
-            )
-        else:
-            con.execute("DELETE FROM profile_computed_traits")
-        if members is not None:
-            con.register("computed_members", members)
-        wide = computed_sql(
-            traits, scope=scope, members="computed_members" if members is not None else None
-        )
+    with membership.replacing(con, "profile_computed_traits", profiles, members) as source:
         con.execute(
             f"""
             INSERT INTO profile_computed_traits
-            SELECT profile_id, {_object(traits)}, CAST($as_of AS TIMESTAMP) FROM ({wide})
+            SELECT profile_id, {_object(traits)}, CAST($as_of AS TIMESTAMP)
+            FROM ({computed_sql(traits, members=source)})
             """,
             parameters(as_of),
         )
-    finally:
-        if scope:
-            con.unregister("computed_scope")
-        if members is not None:
-            con.unregister("computed_members")

@@ -11,6 +11,9 @@ of ``event_identity``). A full recompute and Spark use the same join
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import duckdb
 import pyarrow as pa
 
@@ -40,3 +43,37 @@ def events_of_identifiers(con: duckdb.DuckDBPyConnection, identifiers: pa.Table)
         ).to_arrow_table()
     finally:
         con.unregister("member_identifiers")
+
+
+@contextmanager
+def replacing(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    profiles: list[str] | None,
+    members: pa.Table | None = None,
+) -> Iterator[str]:
+    """Delete the rows of ``table`` (keyed by ``profile_id``) of ``profiles`` (every
+    profile when None) and yield what to recompute them from: a table or subquery of
+    ``(profile_id, seq)``, ``members`` when the caller found them already."""
+    registered = []
+    try:
+        if profiles is None:
+            con.execute(f"DELETE FROM {table}")
+            source = f"({members_sql()})"
+        else:
+            ids = pa.table({"profile_id": pa.array(profiles, pa.string())})
+            con.register("replaced_profiles", ids)
+            registered.append("replaced_profiles")
+            con.execute(
+                f"DELETE FROM {table} WHERE profile_id IN "
+                "(SELECT profile_id FROM replaced_profiles)"
+            )
+            source = f"({members_sql('replaced_profiles')})"
+        if members is not None:
+            con.register("replaced_members", members)
+            registered.append("replaced_members")
+            source = "replaced_members"
+        yield source
+    finally:
+        for name in registered:
+            con.unregister(name)

@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from onefold.unify.membership import members_sql
+from onefold.unify import membership
 
 
 class TraitRules(BaseModel):
@@ -104,47 +104,30 @@ def refresh(
     (:func:`membership.events_of_identifiers`)."""
     if profiles is not None and not profiles:
         return
-    registered = ["trait_ranks"]
-    con.register("trait_ranks", _ranks(con, rules))
-    scope = None
-    if profiles is not None:
-        con.register("refresh_profiles", pa.table({"profile_id": pa.array(profiles, pa.string())}))
-        registered.append("refresh_profiles")
-        scope = "refresh_profiles"
-    if members is not None:
-        con.register("refresh_members", members)
-        registered.append("refresh_members")
-    source = "refresh_members" if members is not None else f"({members_sql(scope)})"
     keep_nulls = "TRUE" if rules.null_clears else "json_type(o.value) <> 'NULL'"
+    con.register("trait_ranks", _ranks(con, rules))
     try:
-        if scope:
+        with membership.replacing(con, "profile_traits", profiles, members) as source:
             con.execute(
-                "DELETE FROM profile_traits WHERE profile_id IN "
-                "(SELECT profile_id FROM refresh_profiles)"
+                f"""
+                INSERT INTO profile_traits
+                SELECT profile_id, trait, value, source_id, seq, "timestamp" FROM (
+                    SELECT m.profile_id, o.trait, o.value, o.source_id, o.seq, o."timestamp",
+                           row_number() OVER (
+                               PARTITION BY m.profile_id, o.trait
+                               ORDER BY coalesce(specific.rank, general.rank, 0) DESC,
+                                        o."timestamp" DESC, o.seq DESC
+                           ) AS position
+                    FROM trait_observations o
+                    JOIN {source} m ON m.seq = o.seq
+                    LEFT JOIN trait_ranks specific
+                           ON specific.trait = o.trait AND specific.source_id = o.source_id
+                    LEFT JOIN trait_ranks general
+                           ON general.trait = '*' AND general.source_id = o.source_id
+                    WHERE o.value IS NOT NULL AND {keep_nulls}
+                )
+                WHERE position = 1 AND json_type(value) <> 'NULL'
+                """
             )
-        else:
-            con.execute("DELETE FROM profile_traits")
-        con.execute(
-            f"""
-            INSERT INTO profile_traits
-            SELECT profile_id, trait, value, source_id, seq, "timestamp" FROM (
-                SELECT m.profile_id, o.trait, o.value, o.source_id, o.seq, o."timestamp",
-                       row_number() OVER (
-                           PARTITION BY m.profile_id, o.trait
-                           ORDER BY coalesce(specific.rank, general.rank, 0) DESC,
-                                    o."timestamp" DESC, o.seq DESC
-                       ) AS position
-                FROM trait_observations o
-                JOIN {source} m ON m.seq = o.seq
-                LEFT JOIN trait_ranks specific
-                       ON specific.trait = o.trait AND specific.source_id = o.source_id
-                LEFT JOIN trait_ranks general
-                       ON general.trait = '*' AND general.source_id = o.source_id
-                WHERE o.value IS NOT NULL AND {keep_nulls}
-            )
-            WHERE position = 1 AND json_type(value) <> 'NULL'
-            """
-        )
     finally:
-        for name in registered:
-            con.unregister(name)
+        con.unregister("trait_ranks")
