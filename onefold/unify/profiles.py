@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from onefold.errors import OnefoldError
 from onefold.store import Warehouse
-from onefold.store.serving import ServingStore
+from onefold.store.serving import PROFILE_NAMESPACE, ServingStore
 from onefold.unify.identifiers import normalise_phone
 from onefold.unify.rules import IdentityRules
 
@@ -86,6 +86,10 @@ WITH owners AS (
     UNION ALL
     SELECT profile_id, merged_into FROM identity_profiles
     WHERE merged_into IN (SELECT profile_id FROM view_ids)
+), ids AS MATERIALIZED (
+    -- read once: the identities, the accounts and the keys all come from it
+    SELECT namespace, value, profile_id, source_id, first_seq FROM identifiers
+    WHERE profile_id IN (SELECT profile_id FROM view_ids)
 ), traits AS (
     SELECT t.profile_id, ('{{' || string_agg(to_json(t.trait) || ':' || json_object(
                'value', t.value, 'source', s.name, 'updated_at', {_iso('t."timestamp"')}
@@ -101,19 +105,26 @@ WITH owners AS (
            ('[' || string_agg(to_json(group_id), ',' ORDER BY group_id) || ']') AS j FROM (
         SELECT DISTINCT i.profile_id, a.group_id FROM account_events a
         JOIN event_identity ei ON ei.seq = a.seq
-        JOIN identifiers i ON i.namespace = ei.namespace AND i.value = ei.value
-        WHERE i.profile_id IN (SELECT profile_id FROM view_ids)
+        JOIN ids i ON i.namespace = ei.namespace AND i.value = ei.value
     ) GROUP BY profile_id
 ), identities AS (
     SELECT i.profile_id, ('[' || string_agg(json_object(
                'namespace', i.namespace, 'value', i.value, 'source', s.name,
                'first_seen', {_iso('e."timestamp"')}
            ), ',' ORDER BY i.first_seq, i.namespace, i.value) || ']') AS j
-    FROM identifiers i
+    FROM ids i
     LEFT JOIN sources s ON s.id = i.source_id
     LEFT JOIN events e ON e.seq = i.first_seq
-    WHERE i.profile_id IN (SELECT profile_id FROM view_ids)
     GROUP BY i.profile_id
+), keys AS (
+    -- what the serving store finds the profile by: its identifiers and absorbed ids, in
+    -- order, so that an unchanged set of keys gives the same bytes
+    SELECT profile_id, to_json(list([namespace, value] ORDER BY namespace, value)) AS j
+    FROM (
+        SELECT namespace, value, profile_id FROM ids
+        UNION ALL
+        SELECT $profile, profile_id, owner FROM owners WHERE profile_id <> owner
+    ) GROUP BY profile_id
 ), merges AS (
     SELECT o.owner AS profile_id, ('[' || string_agg(json_object(
                'absorbed_id', m.absorbed_id, 'method', m.method, 'namespace', m.namespace,
@@ -148,11 +159,13 @@ SELECT v.profile_id, '{{"profile_id":' || to_json(v.profile_id)
     || ',"accounts":' || coalesce(accounts.j, '[]')
     || ',"identities":' || coalesce(identities.j, '[]')
     || ',"merges":' || coalesce(merges.j, '[]')
-    || ',"refused_links":' || coalesce(refusals.j, '[]') || '}}'
+    || ',"refused_links":' || coalesce(refusals.j, '[]') || '}}',
+    coalesce(keys.j, '[]')
 FROM view_ids v
 LEFT JOIN traits USING (profile_id) LEFT JOIN computed USING (profile_id)
 LEFT JOIN accounts USING (profile_id) LEFT JOIN identities USING (profile_id)
 LEFT JOIN merges USING (profile_id) LEFT JOIN refusals USING (profile_id)
+LEFT JOIN keys USING (profile_id)
 """
 
 
@@ -161,15 +174,24 @@ def profile_views_json(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -
     DuckDB in one query for all of them: identities with where and when each was first
     seen, traits with provenance, computed traits, accounts, the merges that made the
     profile and the last 50 links it refused. What the serving store holds."""
+    return {profile_id: view for profile_id, view, _ in profile_views_and_keys(con, profile_ids)}
+
+
+def profile_views_and_keys(
+    con: duckdb.DuckDBPyConnection, profile_ids: list[str]
+) -> list[tuple[str, bytes, bytes]]:
+    """Each live profile's view (see :func:`profile_views_json`) and its keys: every
+    identifier and the id of every profile it absorbed, as a JSON list of ``[namespace,
+    value]`` in order (the same bytes for the same keys)."""
     ids = sorted(set(profile_ids))
     if not ids:
-        return {}
+        return []
     con.register("view_ids", pa.table({"profile_id": pa.array(ids, pa.string())}))
     try:
-        rows = con.execute(_VIEWS_JSON).fetchall()
+        rows = con.execute(_VIEWS_JSON, {"profile": PROFILE_NAMESPACE}).fetchall()
     finally:
         con.unregister("view_ids")
-    return {profile_id: view.encode() for profile_id, view in rows}
+    return [(profile_id, view.encode(), keys.encode()) for profile_id, view, keys in rows]
 
 
 _TIMELINE_COLUMNS = (

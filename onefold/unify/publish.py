@@ -16,8 +16,8 @@ import duckdb
 import pyarrow as pa
 
 from onefold.store import Warehouse
-from onefold.store.serving import PROFILE_NAMESPACE, Published, ServingStore
-from onefold.unify.profiles import profile_views_json
+from onefold.store.serving import ServingStore
+from onefold.unify.profiles import profile_views_and_keys
 
 
 def mark_dirty(con: duckdb.DuckDBPyConnection, profile_ids: Iterable[str]) -> None:
@@ -90,7 +90,7 @@ def publish(
             if not marked:
                 return total
             live = _live(con, marked)
-            store.replace(set(marked) | set(live), _published(con, live))
+            store.replace(set(marked) | set(live), profile_views_and_keys(con, live))
             con.register("published_ids", pa.table({"profile_id": pa.array(marked)}))
             try:
                 con.execute(
@@ -109,7 +109,8 @@ def _publish_all(con: duckdb.DuckDBPyConnection, store: ServingStore, chunk: int
         "SELECT profile_id FROM identity_profiles WHERE merged_into IS NULL ORDER BY 1"
     ).fetchall()]  # fmt: skip
     store.rebuild(
-        _published(con, live[start : start + chunk]) for start in range(0, len(live), chunk)
+        profile_views_and_keys(con, live[start : start + chunk])
+        for start in range(0, len(live), chunk)
     )
     return len(live)
 
@@ -126,33 +127,3 @@ def _live(con: duckdb.DuckDBPyConnection, marked: list[str]) -> list[str]:
         ).fetchall()})  # fmt: skip
     finally:
         con.unregister("marked_ids")
-
-
-def _published(con: duckdb.DuckDBPyConnection, live: list[str]) -> list[Published]:
-    """The serving store's rows for live profiles: the view, and as keys every identifier
-    and the id of every profile it absorbed (a JSON list of ``[namespace, value]``, in
-    order, so that an unchanged set of keys gives the same bytes)."""
-    if not live:
-        return []
-    views = profile_views_json(con, live)
-    con.register("live_ids", pa.table({"profile_id": pa.array(live, pa.string())}))
-    try:
-        keys = dict(con.execute(
-            """
-            SELECT profile_id, to_json(list([namespace, value] ORDER BY namespace, value))
-            FROM (
-                SELECT namespace, value, profile_id FROM identifiers
-                WHERE profile_id IN (SELECT profile_id FROM live_ids)
-                UNION ALL
-                SELECT $profile, profile_id, merged_into FROM identity_profiles
-                WHERE merged_into IN (SELECT profile_id FROM live_ids)
-            ) GROUP BY profile_id
-            """,
-            {"profile": PROFILE_NAMESPACE},
-        ).fetchall())  # fmt: skip
-    finally:
-        con.unregister("live_ids")
-    return [
-        (profile_id, view, keys.get(profile_id, "[]").encode())
-        for profile_id, view in views.items()
-    ]
