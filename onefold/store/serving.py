@@ -16,6 +16,7 @@ stores loses nothing.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -42,6 +43,7 @@ LAYOUT = 2
 """The file layout's version (``PRAGMA user_version``); a store of another layout is
 dropped and rebuilt from the warehouse."""
 _NAME = re.compile(r"^serving\.(\d+)\.sqlite$")
+log = logging.getLogger("onefold.serving")
 
 PROFILE_NAMESPACE = "profile"
 """Keys in this namespace map an absorbed profile id to the live profile; a live profile
@@ -62,7 +64,7 @@ class ServingStore:
     (:meth:`rebuild`), so lookups go on being answered from the old file meanwhile.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, checkpoint_interval: float = 2.0) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         for partial in directory.glob("*.building*"):
@@ -81,6 +83,12 @@ class ServingStore:
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._checkpoint_interval = checkpoint_interval
+        self._written = threading.Event()
+        self._closing = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        self._writes = 0
+        self._checkpointed_writes = 0
         con = self._connection()
         con.executescript(_TABLES)
         con.execute(f"PRAGMA user_version = {LAYOUT}")
@@ -150,9 +158,9 @@ class ServingStore:
             con = self._connection()
             if not getattr(self._local, "writer", False):
                 con.execute("PRAGMA cache_size = -65536")  # 64 MB for the writer
-                # Checkpoint every 64 MB of WAL instead of 4 MB: a page rewritten by
-                # several publishes in between is copied back to the database once.
-                con.execute("PRAGMA wal_autocheckpoint = 16384")
+                # The writer never checkpoints: copying the WAL back into the database
+                # is left to a thread of its own (see _checkpoint_loop).
+                con.execute("PRAGMA wal_autocheckpoint = 0")
                 self._local.writer = True
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -201,6 +209,44 @@ class ServingStore:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
+            self._wrote()
+
+    @property
+    def unchecked_writes(self) -> int:
+        """Committed writes that no checkpoint has copied into the database file yet."""
+        return self._writes - self._checkpointed_writes
+
+    def _wrote(self) -> None:
+        self._writes += 1
+        if self._checkpointer is None:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="onefold-serving-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+        self._written.set()
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL back into the database, at most every ``checkpoint_interval``
+        seconds while profiles are published. A checkpoint of a few thousand profiles'
+        pages takes a few hundred milliseconds; here it runs beside the next publish (a
+        passive checkpoint waits for no reader or writer) instead of inside one. Pages
+        rewritten by several publishes in between are copied once."""
+        while not self._closing.is_set():
+            self._written.wait()
+            self._written.clear()
+            if self._closing.wait(self._checkpoint_interval):
+                return
+            writes = self._writes
+            try:
+                busy, frames, copied = (
+                    self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                )
+                if not busy and frames == copied:
+                    self._checkpointed_writes = writes
+                else:  # a reader held some frames back: try again
+                    self._written.set()
+            except sqlite3.Error:  # the next write asks again
+                log.exception("checkpointing the serving store failed")
 
     def rebuild(self, batches: Iterable[list[Published]]) -> None:
         """Replace the whole store with the live profiles given, in batches: written to
@@ -248,6 +294,10 @@ class ServingStore:
         }
 
     def close(self) -> None:
+        self._closing.set()
+        self._written.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         with self._connections_lock:
             for con in self._connections:
                 con.close()

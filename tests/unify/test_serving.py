@@ -14,7 +14,7 @@ import pytest
 
 from onefold.runtime import Onefold
 from onefold.settings import Settings
-from onefold.store.serving import PROFILE_NAMESPACE
+from onefold.store.serving import PROFILE_NAMESPACE, ServingStore
 from onefold.unify import publish
 from onefold.unify.profiles import profile_views_json
 from tests.unify.households import load_households, open_paused, send
@@ -226,3 +226,39 @@ def test_the_worker_publishes_beside_resolving_and_reports_a_failed_publish(tmp_
         assert store.find("anonymous_id", "a-1") == store.find("user_id", "u-1")
     finally:
         instance.close()
+
+
+def test_the_store_is_checkpointed_beside_publishing_and_keeps_every_view(tmp_path):
+    """Publishing never copies the WAL back itself; a thread of the store's own does,
+    while lookups go on, and everything written is in the file after a reopen."""
+    store = ServingStore(tmp_path / "serving", checkpoint_interval=0.05)
+    views = {}
+    for round_ in range(20):
+        profiles = []
+        for n in range(200):
+            profile_id = f"pr_{n:04d}"
+            view = orjson.dumps({"profile_id": profile_id, "round": round_, "pad": "x" * 500})
+            keys = orjson.dumps([["user_id", f"u{n}"], ["email", f"{n}-{round_ % 3}@example.com"]])
+            profiles.append((profile_id, view, keys))
+            views[profile_id] = view
+        store.replace([p[0] for p in profiles], profiles)
+        assert store.view("pr_0007") == views["pr_0007"]
+    writer_checkpoints = store._connection().execute("PRAGMA wal_autocheckpoint").fetchone()
+    assert writer_checkpoints == (0,)
+    _wait_for(lambda: store.unchecked_writes == 0)
+    # The database file alone, without its WAL, holds the last round.
+    alone = tmp_path / "alone.sqlite"
+    shutil.copy(store.path, alone)
+    copy = sqlite3.connect(alone)
+    assert dict(copy.execute("SELECT profile_id, view FROM profile_views")) == views
+    copy.close()
+    store.close()
+
+    reopened = ServingStore(tmp_path / "serving")
+    try:
+        assert not reopened.created
+        assert reopened.counts() == {"keys": 400, "views": 200}
+        assert all(reopened.view(profile_id) == view for profile_id, view in views.items())
+        assert reopened.find("email", "13-1@example.com") == "pr_0013"  # round 19: 19 % 3
+    finally:
+        reopened.close()
