@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 CONSUMER = "identity"
 PUBLISH_CHUNK = 100_000
 """Profiles published per serving-store transaction."""
+INDEXED_MOVES = 1000
+"""Absorbed profiles whose identifiers are moved per statement."""
 log = logging.getLogger("onefold.unify")
 
 
@@ -134,12 +136,18 @@ def write_changes(
         })  # fmt: skip
         con.register("profile_moves", moves)
         try:
-            con.execute(
-                """
-                UPDATE identifiers SET profile_id = m.surviving FROM profile_moves m
-                WHERE identifiers.profile_id = m.absorbed
-                """
-            )
+            for start in range(0, len(absorbed), INDEXED_MOVES):
+                # A list of constants lets DuckDB find the rows through the index on
+                # identifiers.profile_id instead of reading the whole table (a join would).
+                part = absorbed[start : start + INDEXED_MOVES]
+                con.execute(
+                    f"""
+                    UPDATE identifiers SET profile_id = m.surviving FROM profile_moves m
+                    WHERE identifiers.profile_id = m.absorbed
+                      AND identifiers.profile_id IN ({", ".join("?" * len(part))})
+                    """,
+                    part,
+                )
             # Two equality joins, not one on "a OR b": DuckDB would compare every profile
             # with every move. A profile absorbed now was live, so no row matches both.
             for column in ("profile_id", "merged_into"):
