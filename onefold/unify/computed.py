@@ -83,9 +83,22 @@ class ComputedTrait(BaseModel):
 
 
 def _field(path: str) -> exp.Expression:
+    """A path of the event: a column, or the JSON value the profile's events were read
+    with (see :func:`_json_paths`)."""
     if path in _COLUMNS:
         return exp.column(path, table="e")
-    return sqlglot.parse_one(f"e.raw ->> '$.{path}'", read="duckdb")
+    return exp.column(exp.to_identifier(f"raw.{path}", quoted=True), table="e")
+
+
+def _json_paths(traits: list[ComputedTrait]) -> list[str]:
+    """The paths into the raw message the traits read: each is extracted once per event,
+    and the raw JSON is not carried further."""
+    paths = set()
+    for trait in traits:
+        for path in [trait.property, *trait.where]:
+            if path is not None and path not in _COLUMNS:
+                paths.add(path)
+    return sorted(paths)
 
 
 def _literal(value: str | int | float | bool) -> exp.Expression:
@@ -168,7 +181,7 @@ def _aggregate(trait: ComputedTrait) -> exp.Expression:
     return agg
 
 
-_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in sorted(_COLUMNS | {"seq", "raw"}))
+_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in sorted(_COLUMNS | {"seq"}))
 
 
 def computed_sql(
@@ -210,10 +223,11 @@ def _computed_sql(definitions: tuple[str, ...], dialect: str, members: str | Non
             """
         )
         columns.append(f"max({alias}.v) AS {name}")
+    extracted = "".join(f", e.raw ->> '$.{path}' AS \"raw.{path}\"" for path in _json_paths(traits))
     # The profiles' events are read once, whatever the number of traits.
     query = f"""
         WITH profile_events AS (
-            SELECT m.profile_id, {_EVENT_COLUMNS}
+            SELECT m.profile_id, {_EVENT_COLUMNS}{extracted}
             FROM events e JOIN {source} m ON m.seq = e.seq
         )
         SELECT e.profile_id, {", ".join(columns)}
