@@ -246,6 +246,39 @@ class Probe:
         }
 
 
+class ThreadClock:
+    """CPU time of each of the server's threads over a run, from ``/proc``, by the name
+    py-spy gives it: a thread that is busy most of the run but uses much less CPU than
+    that is waiting (for the interpreter lock, or a lock of DuckDB's)."""
+
+    LINE = re.compile(r'^Thread (\d+) \(\w+\): "(.+)"$')
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        dump = subprocess.run(
+            [str(PY_SPY), "dump", "--pid", str(pid)], capture_output=True, text=True, check=False
+        ).stdout
+        self.names = {int(m[1]): m[2] for m in map(self.LINE.match, dump.splitlines()) if m}
+        self.started = time.monotonic()
+        self.start = self._read()
+
+    def _read(self) -> dict[int, float]:
+        ticks = os.sysconf("SC_CLK_TCK")
+        seconds = {}
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks  # utime+stime
+        return seconds
+
+    def stop(self) -> dict[str, float]:
+        """Cores used per thread name (threads py-spy does not know: "other")."""
+        end, wall = self._read(), time.monotonic() - self.started
+        used: Counter[str] = Counter()
+        for tid, seconds in end.items():
+            used[self.names.get(tid, "other")] += (seconds - self.start.get(tid, 0.0)) / wall
+        return {name: round(cores, 2) for name, cores in used.most_common()}
+
+
 class Profiler:
     """py-spy sampling the server (all threads, idle ones too) until stopped."""
 
@@ -570,6 +603,7 @@ def main() -> None:
             sampler.start()
             sampler.phase = "lag: load"
             profiler = Profiler(server.pid, workdir / "lag.pyspy") if args.profile else None
+            clock = ThreadClock(server.pid) if PY_SPY.exists() else None
             probe.start()
             load_started = time.monotonic()
             resolved_before = server.status()["unify_lag"]["events"]
@@ -595,6 +629,8 @@ def main() -> None:
             # offered rate if it kept up, its capacity (with this batch size) if not
             figures["unify_messages_per_s"] = round(resolved / (time.monotonic() - load_started))
             probe.finish()
+            if clock:
+                figures["thread_cores"] = clock.stop()
             if profiler:
                 figures["profile"] = profiler.stop()
             sampler.phase = "lag: end"
@@ -620,6 +656,8 @@ def main() -> None:
             f"{figures['probe']['visible_after_ack_ms']['p99']} ms; {cores(figures)}",
             flush=True,
         )
+        if "thread_cores" in figures:
+            print(f"  cores by server thread: {figures['thread_cores']}", flush=True)
 
         # 2. The unify worker paused: ingest only at the same rate, then the backlog.
         server = Server(workdir / "paused" / "data", args.server_cpus or None, unify=False)
