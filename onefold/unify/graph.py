@@ -523,10 +523,9 @@ class IdentityGraph:
                 self.lag.record(received)
             return published
 
-    def process_all(self, limit: int = 50_000, publish: bool = True) -> int:
-        """Resolve every stored event not resolved yet; returns how many. With ``publish``,
-        the changed profiles are published at least every ``publish_interval_ms`` and at
-        the end; without, they are left to :class:`UnifyWorker`'s publisher.
+    def process_all(self, limit: int = 50_000) -> int:
+        """Resolve every stored event not resolved yet, publishing the changed profiles at
+        least every ``publish_interval_ms`` and at the end; returns how many were read.
 
         Publishing costs about the same for one profile as for thousands (it scans the
         tables a view is made of once per call), so under a steady stream the profiles
@@ -536,7 +535,7 @@ class IdentityGraph:
         while True:
             count = self.process(limit)
             total += count
-            if publish and (not count or time.monotonic() - last >= self.publish_interval):
+            if not count or time.monotonic() - last >= self.publish_interval:
                 self.publish()
                 last = time.monotonic()
             if not count:
