@@ -15,7 +15,7 @@ import pytest
 from onefold.runtime import Onefold
 from onefold.settings import Settings
 from onefold.store.serving import PROFILE_NAMESPACE, ServingStore
-from onefold.unify import publish
+from onefold.unify import graph, publish
 from onefold.unify.profiles import profile_views_json
 from tests.unify.households import load_households, open_paused, send
 
@@ -262,3 +262,24 @@ def test_the_store_is_checkpointed_beside_publishing_and_keeps_every_view(tmp_pa
         assert reopened.find("email", "13-1@example.com") == "pr_0013"  # round 19: 19 % 3
     finally:
         reopened.close()
+
+
+def test_the_worker_publishes_what_one_round_cannot_take(tmp_path, monkeypatch):
+    """More profiles changed than a publish round takes: the publisher goes round again
+    by itself, without waiting for the next micro-batch, until every one is served."""
+    monkeypatch.setattr(graph, "PUBLISH_CHUNK", 2)
+    settings = Settings(
+        data_dir=tmp_path, admin_token="t", unify_interval_ms=20, publish_interval_ms=20
+    )
+    instance = Onefold(settings)
+    try:
+        instance.sources.create("web", "web")
+        users = [f"u-{n}" for n in range(7)]
+        send(instance, "web", [{"type": "identify", "userId": user} for user in users])
+        instance.log.rotate()
+        instance.loader.load_now()
+        _wait_for(lambda: all(instance.serving.find("user_id", user) for user in users))
+        assert instance.unify.last_error is None
+        assert publish.pending(instance.warehouse.cursor()) == 0
+    finally:
+        instance.close()
