@@ -283,3 +283,44 @@ def test_the_worker_publishes_what_one_round_cannot_take(tmp_path, monkeypatch):
         assert publish.pending(instance.warehouse.cursor()) == 0
     finally:
         instance.close()
+
+
+def test_the_store_keeps_any_text_byte_for_byte(tmp_path):
+    """Views, keys and profile ids travel to SQLite inside one JSON parameter per statement;
+    whatever characters they hold (quotes, backslashes, control characters, non-ASCII,
+    text that looks like a number) come back as the same bytes, keys that move between
+    profiles follow them, and a profile no longer live is gone with its keys."""
+    store = ServingStore(tmp_path / "serving")
+    awkward = ['qu"ote', "back\\slash", "tab\tnew\nline", "Zoë 😀", "00123", "1e5", "\u2028"]
+    try:
+        first = []
+        for n, text in enumerate(awkward):
+            profile_id = f"pr_{text}_{n}"
+            view = orjson.dumps({"profile_id": profile_id, "name": text, "n": 1.5e300})
+            keys = orjson.dumps([["email", f"{text}@example.com"], ["custom", text]])
+            first.append((profile_id, view, keys))
+        store.replace([], first)
+        for profile_id, view, keys in first:
+            assert store.view(profile_id) == view
+            for namespace, value in orjson.loads(keys):
+                assert store.find(namespace, value) == profile_id
+        stored = store._connection().execute("SELECT typeof(view), typeof(keys) FROM profile_views")
+        assert set(stored) == {("blob", "blob")}
+
+        # The first profile absorbs the second: the second's keys move, its view goes.
+        (a, _, keys_a), (b, _, keys_b) = first[0], first[1]
+        merged_keys = orjson.dumps(orjson.loads(keys_a) + orjson.loads(keys_b) + [["profile", b]])
+        merged_view = orjson.dumps({"profile_id": a, "merged": [awkward[0], awkward[1]]})
+        store.replace([a, b], [(a, merged_view, merged_keys)])
+        assert store.view(a) == merged_view and store.view(b) is None
+        assert store.find("custom", awkward[1]) == a
+        assert store.find("profile", b) == a
+        # The third's keys shrink: the dropped one no longer finds anything.
+        c, _, keys_c = first[2]
+        kept = orjson.dumps(orjson.loads(keys_c)[:1])
+        store.replace([c], [(c, b"{}", kept)])
+        assert store.find("custom", awkward[2]) is None
+        assert store.find("email", f"{awkward[2]}@example.com") == c
+        assert store.counts() == {"keys": 2 * len(awkward), "views": len(awkward) - 1}
+    finally:
+        store.close()
