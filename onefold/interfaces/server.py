@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -53,6 +54,26 @@ def create_app(onefold: Onefold, lifespan: Callable | None = None) -> ASGIApp:
     return TrackingCORS(Starlette(routes=routes, lifespan=lifespan))
 
 
+GC_THRESHOLDS = (50_000, 20, 100)
+"""The collector's thresholds in the server (Python's default: 700, 10, 10)."""
+
+
+def quiet_collector() -> None:
+    """Make the cyclic garbage collector run rarely, and never over what startup built.
+
+    A collection holds the interpreter lock, stopping every thread, DuckDB's queries
+    included (its Python client takes the lock back between a query's tasks). With the
+    defaults, the micro-batches' short-lived rows set off a full collection every second
+    or two, each walking every object the imports made (about 150 ms): with 500,000
+    messages of history the server spent 16% of its time collecting, 5% with this.
+    Frozen, startup's objects are never walked again, and a young generation of 50,000
+    lets most temporaries be freed by their reference count before a collection sees
+    them."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve(settings: Settings, demo: bool = False) -> None:
     """Run the server until interrupted; the data directory is locked meanwhile."""
     onefold = Onefold(settings)
@@ -78,6 +99,7 @@ def serve(settings: Settings, demo: bool = False) -> None:
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
+    quiet_collector()
     try:
         uvicorn.Server(config).run()
     finally:
