@@ -91,6 +91,7 @@ class Onefold:
         self.identity = IdentityGraph(
             self.warehouse, settings.identity, settings.traits, settings.computed_traits,
             serving=self.serving, publish_interval_ms=settings.publish_interval_ms,
+            owner_index_limit=settings.owner_index_limit,
         )  # fmt: skip
         self.profiles = ProfileReader(self.warehouse, self.serving)
         self.unify = UnifyWorker(self.identity, settings.unify_interval_ms)

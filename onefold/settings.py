@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     )
     unify_interval_ms: int = 200
     publish_interval_ms: int = 1000
+    owner_index_limit: int = Field(
+        default=1_000_000,
+        description="Up to this many identifiers, identity resolution keeps the graph's "
+        "owners in memory (0: always read them from the warehouse).",
+    )
     identity: IdentityRules = Field(default_factory=IdentityRules)
     traits: TraitRules = Field(default_factory=TraitRules)
     computed_traits: list[ComputedTrait] = Field(default_factory=default_computed_traits)

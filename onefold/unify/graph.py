@@ -1,8 +1,9 @@
 """The identity graph in the warehouse, advanced one micro-batch of events at a time.
 
 Per batch, everything around the resolver is set-based: extract the batch's identifiers,
-look up their current owners and those profiles' other identifiers in two joins, resolve in
-memory, then write the changes back as Arrow tables. Reading the batch and moving the
+look up their current owners and those profiles' other identifiers (in memory, see
+:mod:`onefold.unify.owners`, or in two joins), resolve in memory, then write the changes
+back as Arrow tables. Reading the batch and moving the
 ``identity`` cursor happen in one transaction, so each event is resolved exactly once.
 """
 
@@ -38,6 +39,7 @@ from onefold.unify import (
 )
 from onefold.unify.computed import ComputedTrait
 from onefold.unify.identifiers import Extracted, extract, keys_table
+from onefold.unify.owners import OwnerIndex
 from onefold.unify.resolver import Changes, Key, Resolver
 from onefold.unify.rules import IdentityRules
 from onefold.unify.traits import TraitRules
@@ -295,6 +297,7 @@ class IdentityGraph:
         clock: Callable[[], datetime] = _now,
         serving: ServingStore | None = None,
         publish_interval_ms: int = 1000,
+        owner_index_limit: int = 1_000_000,
     ) -> None:
         self.warehouse = warehouse
         self.serving = serving
@@ -312,6 +315,9 @@ class IdentityGraph:
         self._unpublished: list[np.ndarray] = []
         self._unpublished_lock = threading.Lock()
         self.publish_interval = publish_interval_ms / 1000
+        self.owner_index_limit = owner_index_limit
+        self._owners: OwnerIndex | None = None
+        self._resolved: Resolver | None = None  # the last batch's, until it is committed
 
     def _process(self, con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
         blocked, never = overrides.active(con)
@@ -319,8 +325,14 @@ class IdentityGraph:
         keys = {key for message in extracted.messages for key in message.identifiers}
         placed = links.active_between(con, after, upto)  # only when rebuilding
         keys.update(key for link in placed for key in (link.a, link.b))
-        resolver = load_resolver(con, self.rules, keys, never)
+        owners = self._owner_index(con)
+        if owners is None:
+            resolver = load_resolver(con, self.rules, keys, never)
+        else:
+            resolver = Resolver(self.rules, never)
+            owners.fill(resolver, keys)
         changes = links.resolve_with_links(resolver, extracted.messages, placed)
+        self._resolved = resolver
         write_changes(con, resolver, changes, "deterministic", links.merge_details(placed))
         write_blocked(con, extracted)
         traits.observe(con, after, upto)
@@ -335,6 +347,19 @@ class IdentityGraph:
             {"after": after, "upto": upto},
         ).fetchnumpy()["received_at"]
         self._pending_received = received
+
+    def _owner_index(self, con: duckdb.DuckDBPyConnection) -> OwnerIndex | None:
+        """The owners in memory, loaded on first use; None above ``owner_index_limit``
+        identifiers (batches then read them from the warehouse)."""
+        if self._owners is None and self.owner_index_limit > 0:
+            count = con.execute("SELECT count(*) FROM identifiers").fetchall()[0][0]
+            if count <= self.owner_index_limit:
+                self._owners = OwnerIndex.load(con)
+        return self._owners
+
+    def _forget_owners(self) -> None:
+        """Something other than a micro-batch changed the graph: load it again."""
+        self._owners = None
 
     def add_override(self, kind: str, key: Key, other: Key | None, reason: str) -> dict:
         """Record an override and re-derive the part of the graph it affects."""
@@ -353,6 +378,7 @@ class IdentityGraph:
         note: str | None,
         owners: set[str],
     ) -> dict:
+        self._forget_owners()
         before, after, replayed = overrides.replay(
             con, self.rules, self.trait_rules, self.computed_traits, self.clock(), owners
         )
@@ -468,6 +494,7 @@ class IdentityGraph:
     def rebuild(self) -> int:
         """Forget the derived graph and resolve every stored event again, in order."""
         with self._lock, self.warehouse.transaction() as con:
+            self._forget_owners()
             overrides.clear_graph(con)
         return self.process_all()
 
@@ -480,6 +507,7 @@ class IdentityGraph:
             return self.rebuild()
         with self._lock:
             with self.warehouse.transaction() as con:
+                self._forget_owners()
                 count = stitch.rebuild(
                     con, self.rules, self.trait_rules, self.computed_traits, self.clock()
                 )
@@ -500,7 +528,17 @@ class IdentityGraph:
         """Resolve the next events, at most ``limit``; returns how many were read. Their
         profiles reach the serving store at the next :meth:`publish`."""
         with self._lock:
-            count = self.cursor.consume_range(self._process, limit)
+            self._resolved = None
+            try:
+                count = self.cursor.consume_range(self._process, limit)
+            except BaseException:
+                self._forget_owners()
+                raise
+            if self._resolved is not None and self._owners is not None:
+                self._owners.apply(self._resolved)  # committed: the index follows
+                if len(self._owners) > self.owner_index_limit:
+                    self._forget_owners()
+            self._resolved = None
             if count:
                 with self._unpublished_lock:
                     self._unpublished.append(self._pending_received)

@@ -48,7 +48,10 @@ def _graph(onefold: Onefold) -> set[tuple]:
     return set(rows)
 
 
-def test_micro_batches_give_the_same_graph_as_one_batch(tmp_path, demo, monkeypatch):
+@pytest.mark.parametrize("owner_index_limit", [1_000_000, 0], ids=["owners-in-memory", "read"])
+def test_micro_batches_give_the_same_graph_as_one_batch(
+    tmp_path, demo, monkeypatch, owner_index_limit
+):
     whole = _open(tmp_path / "whole")
     _land(whole, demo)
     read = whole.identity.process(limit=10**9)
@@ -63,10 +66,11 @@ def test_micro_batches_give_the_same_graph_as_one_batch(tmp_path, demo, monkeypa
         return write_changes(con, resolver, changes, *args)
 
     monkeypatch.setattr(graph, "write_changes", counting)
-    small = _open(tmp_path / "small")
+    small = _open(tmp_path / "small", owner_index_limit=owner_index_limit)
     _land(small, demo)
     assert small.identity.process_all(limit=997) == read
     assert max(moved) > graph.INDEXED_MOVES
+    assert (small.identity._owners is not None) == (owner_index_limit > 0)
     assert _graph(whole) == _graph(small)
     for table in ("identity_merges", "identity_refusals", "event_identity"):
         query = f"SELECT count(*) FROM {table}"
@@ -177,4 +181,59 @@ def test_each_event_is_resolved_once_across_restarts(tmp_path, demo):
     ).fetchone()
     assert attributed == distinct
     assert attributed == events
+    onefold.close()
+
+
+def _owners_in_warehouse(onefold: Onefold) -> tuple[dict, dict]:
+    con = onefold.warehouse.cursor()
+    rows = con.execute("SELECT namespace, value, profile_id FROM identifiers").fetchall()
+    owner = {(namespace, value): profile_id for namespace, value, profile_id in rows}
+    profiles = {
+        profile_id: ((namespace, value), seq, {})
+        for profile_id, namespace, value, seq in con.execute(
+            "SELECT profile_id, anchor_namespace, anchor_value, anchor_seq "
+            "FROM identity_profiles WHERE merged_into IS NULL"
+        ).fetchall()
+    }
+    for (namespace, value), profile_id in owner.items():
+        profiles[profile_id][2].setdefault(namespace, set()).add(value)
+    return owner, profiles
+
+
+def _assert_owners_follow_the_warehouse(onefold: Onefold) -> None:
+    index = onefold.identity._owners
+    assert index is not None
+    owner, profiles = _owners_in_warehouse(onefold)
+    assert index.owner == owner
+    held = {}
+    for profile_id, (anchor, seq, keys) in index.profiles.items():
+        held[profile_id] = (anchor, seq, {})
+        for namespace, value in keys:
+            held[profile_id][2].setdefault(namespace, set()).add(value)
+    assert held == profiles
+
+
+def test_the_owners_in_memory_follow_the_warehouse(tmp_path, demo):
+    """After every micro-batch, and across an override and a link (which drop them, to be
+    loaded again), the owners kept in memory are the warehouse's."""
+    onefold = _open(tmp_path)
+    _land(onefold, demo)
+    graph_ = onefold.identity
+    batches = 0
+    while graph_.process(limit=400):
+        batches += 1
+        _assert_owners_follow_the_warehouse(onefold)
+        if batches == 3:
+            graph_.add_override("never_link", ("email", "none@none.com"), ("phone", "+0"), "x")
+            assert graph_._owners is None
+        if batches == 5:
+            con = onefold.warehouse.cursor()
+            ((a, b),) = con.execute(
+                "SELECT a.namespace || ':' || a.value, b.namespace || ':' || b.value "
+                "FROM identifiers a, identifiers b WHERE a.profile_id < b.profile_id "
+                "AND a.namespace = 'user_id' AND b.namespace = 'anonymous_id' LIMIT 1"
+            ).fetchall()
+            graph_.always_link(tuple(a.split(":", 1)), tuple(b.split(":", 1)), "same person")
+            assert graph_._owners is None
+    assert batches > 5
     onefold.close()
