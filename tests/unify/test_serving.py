@@ -14,6 +14,7 @@ import pytest
 
 from onefold.runtime import Onefold
 from onefold.settings import Settings
+from onefold.store import serving
 from onefold.store.serving import PROFILE_NAMESPACE, ServingStore
 from onefold.unify import graph, publish
 from onefold.unify.profiles import profile_views_json
@@ -285,11 +286,13 @@ def test_the_worker_publishes_what_one_round_cannot_take(tmp_path, monkeypatch):
         instance.close()
 
 
-def test_the_store_keeps_any_text_byte_for_byte(tmp_path):
-    """Views, keys and profile ids travel to SQLite inside one JSON parameter per statement;
-    whatever characters they hold (quotes, backslashes, control characters, non-ASCII,
-    text that looks like a number) come back as the same bytes, keys that move between
-    profiles follow them, and a profile no longer live is gone with its keys."""
+def test_the_store_keeps_any_text_byte_for_byte(tmp_path, monkeypatch):
+    """Views, keys and profile ids travel to SQLite inside JSON parameters, a few rows per
+    statement; whatever characters they hold (quotes, backslashes, control characters,
+    non-ASCII, text that looks like a number) come back as the same bytes, keys that move
+    between profiles follow them, a profile no longer live is gone with its keys, and a
+    rebuild stores the same."""
+    monkeypatch.setattr(serving, "ROWS_PER_STATEMENT", 2)
     store = ServingStore(tmp_path / "serving")
     awkward = ['qu"ote', "back\\slash", "tab\tnew\nline", "Zoë 😀", "00123", "1e5", "\u2028"]
     try:
@@ -322,5 +325,13 @@ def test_the_store_keeps_any_text_byte_for_byte(tmp_path):
         assert store.find("custom", awkward[2]) is None
         assert store.find("email", f"{awkward[2]}@example.com") == c
         assert store.counts() == {"keys": 2 * len(awkward), "views": len(awkward) - 1}
+
+        live = [(a, merged_view, merged_keys), (c, b"{}", kept), *first[3:]]
+        store.rebuild([live])
+        assert store.counts() == {"keys": 2 * len(awkward), "views": len(awkward) - 1}
+        for profile_id, view, keys in live:
+            assert store.view(profile_id) == view
+            for namespace, value in orjson.loads(keys):
+                assert store.find(namespace, value) == profile_id
     finally:
         store.close()
