@@ -68,10 +68,12 @@ LAG_WINDOW = 100_000  # events the server's unify_lag summary covers (graph.Lag 
 
 class StatusSampler(Sampler):
     """ingest.Sampler (RSS every half second) plus the server's status: stored events,
-    landing backlog and the unify lag summary."""
+    landing backlog and the unify lag summary; and every micro-batch and publish the
+    server reports (it keeps its last 50 of each), tagged with the phase first seen in."""
 
     def __init__(self, server: Server) -> None:
         super().__init__(server)
+        self.rounds: dict[str, dict[str, dict]] = {"batches": {}, "publishes": {}}
         self.client = httpx.Client(
             base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
         )
@@ -83,6 +85,9 @@ class StatusSampler(Sampler):
         except (httpx.HTTPError, ValueError):
             status = None
         if status:
+            for name, seen in self.rounds.items():
+                for round_ in status.get(f"unify_{name}", []):
+                    seen.setdefault(round_["ended_at"], {**round_, "phase": self.phase})
             extra = {
                 "events": status["events"],
                 "backlog_bytes": status["backlog_bytes"],
@@ -401,6 +406,26 @@ def unify_breakdown(raw: str, in_worker: bool = True) -> dict:
     }
 
 
+def round_thirds(rounds: dict[str, dict], phase: str) -> list[dict]:
+    """The rounds (micro-batches or publishes) that ended in ``phase``, in three parts of
+    equal count: how many, how large on average, and what a unit cost (wall and the
+    thread's CPU) — whether the cost grows as the history does."""
+    chosen = [r for _, r in sorted(rounds.items()) if r["phase"] == phase]
+    thirds = []
+    for part in range(3):
+        rows = chosen[part * len(chosen) // 3 : (part + 1) * len(chosen) // 3]
+        count = sum(r["count"] for r in rows)
+        if not count:
+            continue
+        thirds.append({
+            "rounds": len(rows),
+            "mean_count": round(count / len(rows)),
+            "us_per_unit": round(sum(r["ms"] for r in rows) * 1000 / count),
+            "cpu_us_per_unit": round(sum(r["cpu_ms"] for r in rows) * 1000 / count),
+        })  # fmt: skip
+    return thirds
+
+
 def lag_windows(samples: list[dict]) -> list[dict]:
     """Roughly disjoint windows of the server's lag summary: the status read each time
     another LAG_WINDOW events were processed since the first read, and the last one."""
@@ -640,6 +665,13 @@ def main() -> None:
             figures["probe"]["warm_up"] = warm
             figures["probe_samples"] = probe.samples()
             figures["unify_lag_windows"] = lag_windows(sampler.samples)
+            figures["unify_rounds"] = {
+                name: sorted(rounds.values(), key=lambda r: r["ended_at"])
+                for name, rounds in sampler.rounds.items()
+            }
+            figures["rounds_during_load"] = {
+                name: round_thirds(rounds, "lag: load") for name, rounds in sampler.rounds.items()
+            }
             figures["unify_lag_final"] = final.get("unify_lag")
             figures["rss_mb_max"] = max(s["rss_mb"] for s in sampler.samples)
             figures["status_samples"] = sampler.samples
@@ -658,6 +690,17 @@ def main() -> None:
         )
         if "thread_cores" in figures:
             print(f"  cores by server thread: {figures['thread_cores']}", flush=True)
+        for name, unit in (("batches", "event"), ("publishes", "profile")):
+            thirds = figures["rounds_during_load"][name]
+            print(
+                f"  {name} during the load, by thirds: "
+                + "; ".join(
+                    f"{t['rounds']} of {t['mean_count']:,} {unit}s, {t['us_per_unit']} µs "
+                    f"({t['cpu_us_per_unit']} CPU) per {unit}"
+                    for t in thirds
+                ),
+                flush=True,
+            )
 
         # 2. The unify worker paused: ingest only at the same rate, then the backlog.
         server = Server(workdir / "paused" / "data", args.server_cpus or None, unify=False)

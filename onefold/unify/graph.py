@@ -14,7 +14,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -285,6 +286,38 @@ class Lag:
                 "p99_ms": round(float(p99), 1)}  # fmt: skip
 
 
+class Rounds:
+    """The last rounds of a background step (resolving a micro-batch, publishing): when
+    each ended, how much it handled, and how long it took, in wall time and in the
+    thread's own CPU time. Whether micro-batches keep up, and what one costs at the
+    warehouse's present size, can be read from it while the server runs."""
+
+    def __init__(self, keep: int = 50) -> None:
+        self._rounds: deque[dict] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def timed(self) -> Iterator[list[int]]:
+        """Time the block; it puts how much it handled in the yielded list (a round that
+        handled nothing is not kept)."""
+        handled = [0]
+        wall, cpu = time.perf_counter(), time.thread_time()
+        yield handled
+        if handled[0]:
+            record = {
+                "ended_at": _now().isoformat(timespec="milliseconds"),
+                "count": handled[0],
+                "ms": round((time.perf_counter() - wall) * 1000, 1),
+                "cpu_ms": round((time.thread_time() - cpu) * 1000, 1),
+            }
+            with self._lock:
+                self._rounds.append(record)
+
+    def last(self) -> list[dict]:
+        with self._lock:
+            return list(self._rounds)
+
+
 class IdentityGraph:
     """Resolves newly stored events into the identity graph, in micro-batches."""
 
@@ -311,6 +344,8 @@ class IdentityGraph:
         # other way round, so publishing can run beside the next micro-batch.
         self._publish_lock = threading.Lock()
         self.lag = Lag()
+        self.batches = Rounds()
+        self.publishes = Rounds()
         self._pending_received = np.array([], dtype="datetime64[us]")
         self._unpublished: list[np.ndarray] = []
         self._unpublished_lock = threading.Lock()
@@ -527,7 +562,7 @@ class IdentityGraph:
     def process(self, limit: int = 50_000) -> int:
         """Resolve the next events, at most ``limit``; returns how many were read. Their
         profiles reach the serving store at the next :meth:`publish`."""
-        with self._lock:
+        with self._lock, self.batches.timed() as handled:
             self._resolved = None
             try:
                 count = self.cursor.consume_range(self._process, limit)
@@ -542,6 +577,7 @@ class IdentityGraph:
             if count:
                 with self._unpublished_lock:
                     self._unpublished.append(self._pending_received)
+            handled[0] = count
             return count
 
     def publish(self, drain: bool = True) -> int:
@@ -549,7 +585,7 @@ class IdentityGraph:
         store (a no-op without one); returns how many profile ids it handled. Safe to run
         beside :meth:`process`: it publishes what was committed when it started (with
         ``drain``, and what was committed meanwhile; without, one chunk of it)."""
-        with self._publish_lock:
+        with self._publish_lock, self.publishes.timed() as handled:
             with self._unpublished_lock:
                 committed, self._unpublished = self._unpublished, []
             published = 0
@@ -559,6 +595,7 @@ class IdentityGraph:
                 )
             for received in committed:  # their profiles are now visible
                 self.lag.record(received)
+            handled[0] = published
             return published
 
     def process_all(self, limit: int = 50_000) -> int:

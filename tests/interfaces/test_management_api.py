@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import httpx
 import orjson
 import pytest
@@ -113,3 +115,18 @@ def test_status_reports_how_far_behind_unify_is(server: Server, source):
     lag = status["unify_lag"]
     assert lag["events"] >= 1
     assert 0 <= lag["p50_ms"] <= lag["p99_ms"] < 60_000
+    # The last micro-batches and publishes: when, how much, and what each cost.
+    for rounds in (status["unify_batches"], status["unify_publishes"]):
+        assert 1 <= len(rounds) <= 50
+        for round_ in rounds:
+            assert round_["count"] >= 1
+            assert 0 <= round_["cpu_ms"] <= round_["ms"] + 1  # a thread's CPU within its wall time
+            datetime.fromisoformat(round_["ended_at"])
+        ended = [round_["ended_at"] for round_ in rounds]
+        assert ended == sorted(ended)
+    before = sum(round_["count"] for round_ in status["unify_batches"])
+    _send(server, source["write_key"], [{"type": "identify", "userId": f"r-{n}"} for n in range(7)])
+    server.flush()
+    with server.admin as admin:
+        after = admin.get("/api/v1/status").json()["unify_batches"]
+    assert sum(round_["count"] for round_ in after) - before == 7 or len(after) == 50

@@ -363,6 +363,8 @@ def create_api(onefold: Onefold) -> FastAPI:
             "loader_error": loader.last_error,
             "unify_error": onefold.unify.last_error,
             "unify_lag": onefold.identity.lag.summary(),
+            "unify_batches": onefold.identity.batches.last(),
+            "unify_publishes": onefold.identity.publishes.last(),
             "sources": len(onefold.sources.list()),
         }
 
