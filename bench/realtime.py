@@ -625,6 +625,8 @@ def main() -> None:
                 results["runs"]["preload"] = preload(server, auth, args.preload)
             probe = Probe(server.url, write_key, f"probe-{prefix}", args.probe_interval)
             warm = probe.warm_up()
+            sampler.phase = "before the load"  # the rounds of the preload and the warm-up
+            sampler.sample()
             sampler.start()
             sampler.phase = "lag: load"
             profiler = Profiler(server.pid, workdir / "lag.pyspy") if args.profile else None
