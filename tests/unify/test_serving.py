@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -333,5 +334,50 @@ def test_the_store_keeps_any_text_byte_for_byte(tmp_path, monkeypatch):
             assert store.view(profile_id) == view
             for namespace, value in orjson.loads(keys):
                 assert store.find(namespace, value) == profile_id
+    finally:
+        store.close()
+
+
+def test_a_failed_checkpoint_is_logged_and_the_next_write_asks_again(tmp_path, monkeypatch, caplog):
+    """The checkpoint thread survives an SQLite error: it logs it, leaves the writes
+    counted as not yet in the file, and checkpoints them after the next write."""
+    store = ServingStore(tmp_path / "serving", checkpoint_interval=0.05)
+    real = store._connection
+    failures = []
+
+    class Failing:
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, sql, *args):
+            if sql.startswith("PRAGMA wal_checkpoint") and not failures:
+                failures.append(sql)
+                raise sqlite3.OperationalError("disk I/O error")
+            return self.con.execute(sql, *args)
+
+    def connection():
+        con = real()
+        if threading.current_thread().name == "onefold-serving-checkpoint":
+            return Failing(con)
+        return con
+
+    monkeypatch.setattr(store, "_connection", connection)
+    try:
+        view = orjson.dumps({"profile_id": "pr_1"})
+        with caplog.at_level("ERROR", logger="onefold.serving"):
+            store.replace([], [("pr_1", view, b'[["user_id","u1"]]')])
+            _wait_for(lambda: failures)
+            time.sleep(0.2)  # rounds the thread would run if it went on by itself
+        assert "checkpointing the serving store failed" in caplog.text
+        assert store.unchecked_writes == 1
+        assert store.view("pr_1") == view  # lookups are not affected
+
+        store.replace([], [("pr_2", view, b'[["user_id","u2"]]')])
+        _wait_for(lambda: store.unchecked_writes == 0)
+        alone = tmp_path / "alone.sqlite"
+        shutil.copy(store.path, alone)
+        copy = sqlite3.connect(alone)
+        assert copy.execute("SELECT count(*) FROM profile_views").fetchone() == (2,)
+        copy.close()
     finally:
         store.close()
