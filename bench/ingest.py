@@ -65,10 +65,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
+def process_cpu(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds of a process so far, or of its thread ``tid``."""
+    path = Path(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat")
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = path.read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0

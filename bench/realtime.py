@@ -56,6 +56,7 @@ from ingest import (
     Server,
     machine_busy_pct,
     percentile,
+    process_cpu,
     run_wrk,
 )
 
@@ -268,12 +269,10 @@ class ThreadClock:
         self.start = self._read()
 
     def _read(self) -> dict[int, float]:
-        ticks = os.sysconf("SC_CLK_TCK")
-        seconds = {}
-        for task in Path(f"/proc/{self.pid}/task").iterdir():
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks  # utime+stime
-        return seconds
+        return {
+            int(task.name): process_cpu(self.pid, int(task.name))
+            for task in Path(f"/proc/{self.pid}/task").iterdir()
+        }
 
     def stop(self) -> dict[str, float]:
         """Cores used per thread name (threads py-spy does not know: "other")."""
