@@ -48,7 +48,11 @@ def _graph(onefold: Onefold) -> set[tuple]:
     return set(rows)
 
 
-@pytest.mark.parametrize("owner_index_limit", [1_000_000, 0], ids=["owners-in-memory", "read"])
+# 300 identifiers: the owners are kept in memory at first, then dropped once the graph
+# outgrows the limit, and read from the warehouse after that.
+@pytest.mark.parametrize(
+    "owner_index_limit", [1_000_000, 300, 0], ids=["owners-in-memory", "outgrown", "read"]
+)
 def test_micro_batches_give_the_same_graph_as_one_batch(
     tmp_path, demo, monkeypatch, owner_index_limit
 ):
@@ -70,7 +74,7 @@ def test_micro_batches_give_the_same_graph_as_one_batch(
     _land(small, demo)
     assert small.identity.process_all(limit=997) == read
     assert max(moved) > graph.INDEXED_MOVES
-    assert (small.identity._owners is not None) == (owner_index_limit > 0)
+    assert (small.identity._owners is not None) == (owner_index_limit == 1_000_000)
     assert _graph(whole) == _graph(small)
     for table in ("identity_merges", "identity_refusals", "event_identity"):
         query = f"SELECT count(*) FROM {table}"
@@ -236,4 +240,36 @@ def test_the_owners_in_memory_follow_the_warehouse(tmp_path, demo):
             graph_.always_link(tuple(a.split(":", 1)), tuple(b.split(":", 1)), "same person")
             assert graph_._owners is None
     assert batches > 5
+    onefold.close()
+
+
+def test_a_failed_micro_batch_drops_the_owners_and_its_retry_gives_the_same_graph(
+    tmp_path, demo, monkeypatch
+):
+    """A micro-batch that fails after resolving (its transaction rolled back) leaves no
+    trace: the owners in memory are dropped, loaded again for the retry, follow the
+    warehouse after it, and the graph is the one a single batch gives."""
+    whole = _open(tmp_path / "whole")
+    _land(whole, demo)
+    whole.identity.process(limit=10**9)
+    onefold = _open(tmp_path / "failing")
+    _land(onefold, demo)
+    graph_ = onefold.identity
+    assert graph_.process(limit=400) and graph_._owners is not None
+    write_blocked, failures = graph.write_blocked, []
+
+    def failing_once(con, extracted):
+        if not failures:
+            failures.append(extracted)
+            raise OSError("disk full")
+        return write_blocked(con, extracted)
+
+    monkeypatch.setattr(graph, "write_blocked", failing_once)
+    with pytest.raises(OSError, match="disk full"):
+        graph_.process(limit=400)
+    assert graph_._owners is None
+    while graph_.process(limit=400):
+        _assert_owners_follow_the_warehouse(onefold)
+    assert failures and _graph(onefold) == _graph(whole)
+    whole.close()
     onefold.close()
