@@ -74,7 +74,9 @@ class StatusSampler(Sampler):
 
     def __init__(self, server: Server) -> None:
         super().__init__(server)
-        self.rounds: dict[str, dict[str, dict]] = {"batches": {}, "publishes": {}}
+        self.rounds: dict[str, dict[str, dict]] = {
+            "batches": {}, "publishes": {}, "compactions": {}
+        }  # fmt: skip
         self.client = httpx.Client(
             base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
         )
@@ -702,6 +704,13 @@ def main() -> None:
                 ),
                 flush=True,
             )
+        rewrites = [r for r in figures["unify_rounds"]["compactions"] if r["phase"] == "lag: load"]
+        print(
+            f"  tables rewritten during the load: {len(rewrites)}, "
+            f"{sum(r['count'] for r in rewrites):,} dead rows dropped in "
+            f"{sum(r['ms'] for r in rewrites) / 1000:.1f} s",
+            flush=True,
+        )
 
         # 2. The unify worker paused: ingest only at the same rate, then the backlog.
         server = Server(workdir / "paused" / "data", args.server_cpus or None, unify=False)

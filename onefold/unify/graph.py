@@ -25,7 +25,7 @@ import orjson
 import pyarrow as pa
 
 from onefold.collect.cursor import EventCursor
-from onefold.store import Warehouse
+from onefold.store import Warehouse, compaction
 from onefold.store.serving import ServingStore
 from onefold.unify import (
     accounts,
@@ -53,6 +53,9 @@ PUBLISH_CHUNK = 100_000
 """Profiles published per serving-store transaction."""
 INDEXED_MOVES = 1000
 """Absorbed profiles whose identifiers are moved per statement."""
+COMPACTED = ("profile_traits", "profile_computed_traits")
+"""The tables micro-batches replace rows of, rewritten once their dead rows pile up (see
+:mod:`onefold.store.compaction`)."""
 log = logging.getLogger("onefold.unify")
 
 
@@ -331,6 +334,7 @@ class IdentityGraph:
         serving: ServingStore | None = None,
         publish_interval_ms: int = 1000,
         owner_index_limit: int = 1_000_000,
+        compact_min_dead: int = 50_000,
     ) -> None:
         self.warehouse = warehouse
         self.serving = serving
@@ -346,6 +350,8 @@ class IdentityGraph:
         self.lag = Lag()
         self.batches = Rounds()
         self.publishes = Rounds()
+        self.compactions = Rounds(keep=20)
+        self.compact_min_dead = compact_min_dead
         self._pending_received = np.array([], dtype="datetime64[us]")
         self._unpublished: list[np.ndarray] = []
         self._unpublished_lock = threading.Lock()
@@ -577,8 +583,25 @@ class IdentityGraph:
             if count:
                 with self._unpublished_lock:
                     self._unpublished.append(self._pending_received)
+                self._compact()
             handled[0] = count
             return count
+
+    def _compact(self) -> None:
+        """Rewrite the tables whose dead rows outnumber their live ones (between batches,
+        so no other writer has them open). A failure is logged, not raised: the batch is
+        committed, and the next batch checks again."""
+        for table in COMPACTED:
+            try:
+                with self.compactions.timed() as dropped, self.warehouse.transaction() as con:
+                    stored, live = compaction.rows(con, table)
+                    if compaction.worth_compacting(stored, live, self.compact_min_dead):
+                        compaction.compact(con, table)
+                        dropped[0] = stored - live
+                if dropped[0]:
+                    log.info("rewrote %s: %d dead rows dropped, %d kept", table, dropped[0], live)
+            except Exception:
+                log.exception("rewriting %s failed", table)
 
     def publish(self, drain: bool = True) -> int:
         """Write the views of the profiles changed since the last publish to the serving

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pytest
 
@@ -13,6 +14,7 @@ from onefold.collect.messages import Envelope, now_utc
 from onefold.demo.generator import generate_demo
 from onefold.runtime import Onefold
 from onefold.settings import Settings
+from onefold.store import compaction
 from onefold.unify import graph, membership, traits
 from onefold.unify.identifiers import extraction_sql, group_messages
 
@@ -272,4 +274,95 @@ def test_a_failed_micro_batch_drops_the_owners_and_its_retry_gives_the_same_grap
         _assert_owners_follow_the_warehouse(onefold)
     assert failures and _graph(onefold) == _graph(whole)
     whole.close()
+    onefold.close()
+
+
+def _per_profile_rows(onefold: Onefold) -> dict[str, list[tuple]]:
+    con = onefold.warehouse.cursor()
+    return {  # source ids differ between data directories: their names do not
+        "profile_traits": con.execute(
+            "SELECT t.* EXCLUDE (source_id), s.name FROM profile_traits t "
+            "JOIN sources s ON s.id = t.source_id ORDER BY ALL"
+        ).fetchall(),
+        "profile_computed_traits": con.execute(
+            "SELECT * FROM profile_computed_traits ORDER BY ALL"
+        ).fetchall(),
+    }
+
+
+def _timeless(view: bytes) -> dict:
+    """A view without the moments this run happened at (merges and refusals record when
+    they were made, and when their message arrived)."""
+    parsed = orjson.loads(view)
+    for key in ("merges", "refused_links"):
+        for entry in parsed[key]:
+            entry.pop("created_at"), entry.pop("message_received_at", None)
+    return parsed
+
+
+def test_dead_rows_are_rewritten_away_between_micro_batches(tmp_path, demo):
+    """While a reader holds a transaction open (as the publisher and the API do), the
+    per-profile tables that micro-batches replace rows of never carry more dead rows than
+    live ones past the threshold; the values and views are those of a run that never
+    rewrites them, and the reader goes on reading its snapshot."""
+    as_of = datetime(2026, 6, 1, 12)
+    runs = {}
+    for name, min_dead in (("kept", 10**9), ("rewritten", 20)):
+        onefold = _open(tmp_path / name)
+        onefold.identity.clock = lambda: as_of
+        onefold.identity.compact_min_dead = min_dead
+        _land(onefold, demo)
+        reader = onefold.warehouse._con.cursor()  # another thread's, in effect
+        reader.execute("BEGIN")
+        snapshot = reader.execute("SELECT count(*) FROM profile_traits").fetchall()
+        most_dead = 0
+        while onefold.identity.process(limit=197):
+            con = onefold.warehouse.cursor()
+            for table in graph.COMPACTED:
+                stored, live = compaction.rows(con, table)
+                most_dead = max(most_dead, stored - live)
+                assert not compaction.worth_compacting(stored, live, min_dead), table
+        assert reader.execute("SELECT count(*) FROM profile_traits").fetchall() == snapshot
+        reader.execute("COMMIT")
+        onefold.identity.publish()
+        live = [row[0] for row in onefold.warehouse.cursor().execute(
+            "SELECT profile_id FROM identity_profiles WHERE merged_into IS NULL"
+        ).fetchall()]  # fmt: skip
+        views = {profile_id: _timeless(onefold.serving.view(profile_id)) for profile_id in live}
+        runs[name] = (
+            _per_profile_rows(onefold),
+            views,
+            onefold.identity.compactions.last(),
+            most_dead,
+        )
+        onefold.close()
+    (kept, kept_views, none, piled), (rewritten, rewritten_views, rewrites, most) = runs.values()
+    assert piled > 2 * most  # without rewriting, the dead rows pile up
+    assert none == [] and len(rewrites) >= 4
+    assert all(round_["count"] >= 20 for round_ in rewrites)  # the dead rows each dropped
+    assert set(kept) == set(graph.COMPACTED)
+    assert rewritten == kept and all(rows for rows in kept.values())
+    assert rewritten_views == kept_views
+
+
+def test_a_failed_rewrite_leaves_the_batch_committed(tmp_path, demo, monkeypatch, caplog):
+    onefold = _open(tmp_path)
+    onefold.identity.compact_min_dead = 1
+    _land(onefold, demo)
+    assert onefold.identity.process(limit=300) == 300
+    for _ in range(2):  # every row replaced twice: twice as many dead rows as live
+        onefold.identity.recompute_traits()
+
+    def failing(con, table):
+        con.execute(f"DROP TABLE {table}")  # half done: rolled back with the transaction
+        raise OSError("disk full")
+
+    monkeypatch.setattr(compaction, "compact", failing)
+    assert onefold.identity.process(limit=300) == 300
+    assert "rewriting profile_traits failed" in caplog.text
+    con = onefold.warehouse.cursor()
+    assert con.execute("SELECT count(*) FROM event_identity").fetchall()[0][0] >= 600
+    for table in graph.COMPACTED:
+        assert con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] > 0
+    assert onefold.identity.compactions.last() == []
     onefold.close()

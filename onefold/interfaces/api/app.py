@@ -365,6 +365,7 @@ def create_api(onefold: Onefold) -> FastAPI:
             "unify_lag": onefold.identity.lag.summary(),
             "unify_batches": onefold.identity.batches.last(),
             "unify_publishes": onefold.identity.publishes.last(),
+            "unify_compactions": onefold.identity.compactions.last(),
             "sources": len(onefold.sources.list()),
         }
 
