@@ -8,8 +8,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from onefold.store.schema import MIGRATIONS
+
+
+def insert_arrow(
+    con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, extra: dict[str, str] | None = None
+) -> None:
+    """Append ``data``'s rows to ``table`` by column name, with ``extra`` columns set to
+    SQL expressions (e.g. ``{"created_at": "now()"}``); nothing for no rows."""
+    if data.num_rows == 0:
+        return
+    extra = extra or {}
+    names = ", ".join([*data.column_names, *extra])
+    select = ", ".join([*data.column_names, *extra.values()])
+    con.register("inserted_rows", data)
+    try:
+        con.execute(f"INSERT INTO {table} ({names}) SELECT {select} FROM inserted_rows")
+    finally:
+        con.unregister("inserted_rows")
 
 
 class Warehouse:

@@ -27,6 +27,7 @@ import pyarrow as pa
 from onefold.collect.cursor import EventCursor
 from onefold.store import Warehouse, compaction
 from onefold.store.serving import ServingStore
+from onefold.store.warehouse import insert_arrow
 from onefold.unify import (
     accounts,
     computed,
@@ -105,17 +106,6 @@ def load_resolver(
     return resolver
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
-    if data.num_rows == 0:
-        return
-    con.register("rows_to_insert", data)
-    try:
-        columns = ", ".join(data.column_names)
-        con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM rows_to_insert")
-    finally:
-        con.unregister("rows_to_insert")
-
-
 def write_changes(
     con: duckdb.DuckDBPyConnection,
     resolver: Resolver,
@@ -128,7 +118,7 @@ def write_changes(
     now = _now()
     surviving = resolver.surviving
     new_ids = changes.new_identifiers
-    _insert(con, "identifiers", pa.table({
+    insert_arrow(con, "identifiers", pa.table({
         "namespace": [r[0] for r in new_ids],
         "value": [r[1] for r in new_ids],
         "profile_id": [surviving(r[2]) for r in new_ids],
@@ -167,7 +157,7 @@ def write_changes(
             con.unregister("profile_moves")
     born = list(changes.born.values())
     merged_into = [surviving(p.id) for p in born]
-    _insert(con, "identity_profiles", pa.table({
+    insert_arrow(con, "identity_profiles", pa.table({
         "profile_id": [p.id for p in born],
         "anchor_namespace": [p.anchor[0] for p in born],
         "anchor_value": [p.anchor[1] for p in born],
@@ -178,7 +168,7 @@ def write_changes(
     merges = changes.merges
     plain = (method, None, None)
     merge_details = [details.get(m.message_id, plain) if details else plain for m in merges]
-    _insert(con, "identity_merges", pa.table({
+    insert_arrow(con, "identity_merges", pa.table({
         "seq": pa.array([m.seq for m in merges], pa.int64()),
         "message_id": [m.message_id for m in merges],
         "surviving_id": [m.surviving_id for m in merges],
@@ -191,7 +181,7 @@ def write_changes(
         "created_at": pa.array([now] * len(merges), pa.timestamp("us")),
     }))  # fmt: skip
     refusals = changes.refusals
-    _insert(con, "identity_refusals", pa.table({
+    insert_arrow(con, "identity_refusals", pa.table({
         "seq": pa.array([r.seq for r in refusals], pa.int64()),
         "message_id": [r.message_id for r in refusals],
         "namespace": [r.namespace for r in refusals],
@@ -203,7 +193,7 @@ def write_changes(
         "created_at": pa.array([now] * len(refusals), pa.timestamp("us")),
     }))  # fmt: skip
     attributions = changes.attributions
-    _insert(con, "event_identity", pa.table({
+    insert_arrow(con, "event_identity", pa.table({
         "seq": pa.array([a[0] for a in attributions], pa.int64()),
         "namespace": [a[1] for a in attributions],
         "value": [a[2] for a in attributions],

@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from onefold.store.warehouse import insert_arrow
 from onefold.unify import accounts, computed, traits
 from onefold.unify import stitch_kernels as kernels
 from onefold.unify.identifiers import _region, extraction_sql, normalise_phone
@@ -814,31 +815,16 @@ def stitch_all(
     return result
 
 
-def _insert(
-    con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, extra: dict[str, str] | None = None
-) -> None:
-    if data.num_rows == 0:
-        return
-    extra = extra or {}
-    names = ", ".join([*data.column_names, *extra])
-    select = ", ".join([*data.column_names, *extra.values()])
-    con.register("stitched_rows", data)
-    try:
-        con.execute(f"INSERT INTO {table} ({names}) SELECT {select} FROM stitched_rows")
-    finally:
-        con.unregister("stitched_rows")
-
-
 def write(con: duckdb.DuckDBPyConnection, stitched: Stitched, now: datetime | None = None) -> None:
     """Write a stitched graph into the (cleared) identity tables."""
     stamp = (now or datetime.now(UTC).replace(tzinfo=None)).isoformat(sep=" ")
     created = {"created_at": f"TIMESTAMP '{stamp}'"}
-    _insert(con, "identifiers", stitched.identifiers)
-    _insert(con, "identity_profiles", stitched.profiles, created)
-    _insert(con, "identity_merges", stitched.merges, {"method": "'deterministic'", **created})
-    _insert(con, "identity_refusals", stitched.refusals, created)
-    _insert(con, "event_identity", stitched.attributions)
-    _insert(con, "identity_blocked", stitched.blocked)
+    insert_arrow(con, "identifiers", stitched.identifiers)
+    insert_arrow(con, "identity_profiles", stitched.profiles, created)
+    insert_arrow(con, "identity_merges", stitched.merges, {"method": "'deterministic'", **created})
+    insert_arrow(con, "identity_refusals", stitched.refusals, created)
+    insert_arrow(con, "event_identity", stitched.attributions)
+    insert_arrow(con, "identity_blocked", stitched.blocked)
 
 
 def rebuild(
