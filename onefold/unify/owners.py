@@ -16,9 +16,11 @@ batches read the warehouse instead.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import duckdb
+import numpy as np
 
 from onefold.unify.resolver import Key, Resolver
 
@@ -35,42 +37,66 @@ class OwnerIndex:
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection) -> OwnerIndex:
-        anchors = con.sql(
-            "SELECT profile_id, anchor_namespace, anchor_value, anchor_seq "
-            "FROM identity_profiles WHERE merged_into IS NULL"
+        # Every identifier with its live profile's anchor, grouped by profile (by the
+        # profile's row number: an integer sort) with the anchor's own row first, so that
+        # DuckDB and numpy do the grouping and Python walks each profile once. Identifiers
+        # of a profile that is not live (none, normally) come last, on their own.
+        rows = con.sql(
+            """
+            SELECT i.profile_id, i.namespace, i.value, p.rowid AS profile_row,
+                   p.anchor_namespace, p.anchor_value, p.anchor_seq
+            FROM identifiers i
+            LEFT JOIN identity_profiles p
+                   ON p.profile_id = i.profile_id AND p.merged_into IS NULL
+            ORDER BY p.rowid NULLS LAST,
+                     i.namespace = p.anchor_namespace AND i.value = p.anchor_value DESC
+            """
         ).fetchnumpy()
-        rows = con.sql("SELECT profile_id, namespace, value FROM identifiers").fetchnumpy()
-        namespaces = {n: sys.intern(n) for n in set(rows["namespace"].tolist())}
-        owner: dict[Key, str] = {}
-        keys_of: dict[str, list[Key]] = {}
-        one: dict[str, str] = {}  # one string per profile id, shared by its identifiers
-        for profile_id, namespace, value in zip(
-            rows["profile_id"].tolist(),
-            rows["namespace"].tolist(),
-            rows["value"].tolist(),
-            strict=True,
-        ):
-            key = (namespaces[namespace], value)
-            profile_id = one.setdefault(profile_id, profile_id)
-            keys = keys_of.get(profile_id)
-            if keys is None:
-                keys = keys_of[profile_id] = []
-            owner[key] = profile_id
-            keys.append(key)
-        profiles = {}
-        for profile_id, namespace, value, seq in zip(
-            anchors["profile_id"].tolist(),
-            anchors["anchor_namespace"].tolist(),
-            anchors["anchor_value"].tolist(),
-            anchors["anchor_seq"].tolist(),
-            strict=True,
-        ):
-            profile_id = one.get(profile_id, profile_id)
-            keys = tuple(keys_of.get(profile_id, ()))
-            anchor = (namespaces.get(namespace, namespace), value)
-            # the anchor is mostly one of the profile's identifiers: the same tuple
-            anchor = next((key for key in keys if key == anchor), anchor)
-            profiles[profile_id] = (anchor, seq, keys)
+        bare = con.sql(
+            """
+            SELECT profile_id, anchor_namespace, anchor_value, anchor_seq
+            FROM identity_profiles p
+            WHERE merged_into IS NULL
+              AND NOT EXISTS (SELECT 1 FROM identifiers i WHERE i.profile_id = p.profile_id)
+            """
+        ).fetchall()
+        namespace_of = {n: sys.intern(n) for n in set(rows["namespace"].tolist())}
+        keys = list(zip(map(namespace_of.__getitem__, rows["namespace"].tolist()),
+                        rows["value"].tolist(), strict=True))  # fmt: skip
+        profile_ids = np.asarray(rows["profile_id"], dtype=object)
+        live = int((~np.ma.getmaskarray(rows["profile_row"])).sum())
+        profile_rows = np.ma.getdata(rows["profile_row"])[:live]
+        changes = profile_rows[1:] != profile_rows[:-1]
+        starts = np.flatnonzero(np.concatenate(([live > 0], changes)))
+        ends = np.append(starts[1:], live).astype(starts.dtype) if live else starts
+        # one string per live profile id, shared by its identifiers
+        shared = np.repeat(profile_ids[starts], ends - starts).tolist()
+        shared += profile_ids[live:].tolist()
+        anchor_namespaces = rows["anchor_namespace"].tolist()
+        anchor_values = rows["anchor_value"].tolist()
+        anchor_seqs = rows["anchor_seq"].tolist()
+        # Hundreds of thousands of new tuples, no cycles: the collector would only walk
+        # them again and again.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            owner: dict[Key, str] = dict(zip(keys, shared, strict=True))
+            profiles = {}
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+                namespace = anchor_namespaces[start]
+                anchor = (namespace_of.get(namespace, namespace), anchor_values[start])
+                first = keys[start]
+                # the anchor is mostly one of the profile's identifiers: the same tuple
+                profiles[shared[start]] = (
+                    first if first == anchor else anchor,
+                    anchor_seqs[start],
+                    tuple(keys[start:end]),
+                )
+        finally:
+            if paused:
+                gc.enable()
+        for profile_id, namespace, value, seq in bare:
+            profiles[profile_id] = ((namespace_of.get(namespace, namespace), value), seq, ())
         return cls(owner, profiles)
 
     def __len__(self) -> int:

@@ -1,0 +1,64 @@
+"""The owner index as loaded from the warehouse: every identifier's profile, and every live
+profile's anchor and identifiers, whatever shape the graph is in."""
+
+from __future__ import annotations
+
+import duckdb
+
+from onefold.unify.owners import OwnerIndex
+
+
+def test_load_reads_every_identifier_and_every_live_profile():
+    con = duckdb.connect()
+    con.execute(
+        """
+        CREATE TABLE identity_profiles (profile_id VARCHAR, anchor_namespace VARCHAR,
+            anchor_value VARCHAR, anchor_seq BIGINT, merged_into VARCHAR);
+        CREATE TABLE identifiers (namespace VARCHAR, value VARCHAR, profile_id VARCHAR);
+        INSERT INTO identity_profiles VALUES
+            ('pr_a', 'email', 'a@x.com', 3, NULL),      -- anchor among its identifiers
+            ('pr_b', 'anonymous_id', 'b0', 5, NULL),    -- anchor moved away (an unmerge)
+            ('pr_c', 'user_id', 'c', 7, NULL),          -- no identifiers left
+            ('pr_d', 'anonymous_id', 'd0', 9, 'pr_a');  -- absorbed
+        INSERT INTO identifiers VALUES
+            ('anonymous_id', 'a1', 'pr_a'), ('email', 'a@x.com', 'pr_a'),
+            ('user_id', 'a', 'pr_a'), ('anonymous_id', 'd0', 'pr_a'),
+            ('user_id', 'b', 'pr_b'), ('anonymous_id', 'b1', 'pr_b'),
+            ('email', 'ghost@x.com', 'pr_gone');        -- a profile that is not live
+        """
+    )
+    index = OwnerIndex.load(con)
+    assert index.owner == {
+        ("anonymous_id", "a1"): "pr_a",
+        ("email", "a@x.com"): "pr_a",
+        ("user_id", "a"): "pr_a",
+        ("anonymous_id", "d0"): "pr_a",
+        ("user_id", "b"): "pr_b",
+        ("anonymous_id", "b1"): "pr_b",
+        ("email", "ghost@x.com"): "pr_gone",
+    }
+    assert set(index.profiles) == {"pr_a", "pr_b", "pr_c"}
+    anchor, seq, keys = index.profiles["pr_a"]
+    assert (anchor, seq) == (("email", "a@x.com"), 3)
+    assert sorted(keys) == sorted(k for k, p in index.owner.items() if p == "pr_a")
+    assert any(key is anchor for key in keys)  # the anchor is the identifier's own tuple
+    assert index.profiles["pr_b"][:2] == (("anonymous_id", "b0"), 5)
+    assert sorted(index.profiles["pr_b"][2]) == [("anonymous_id", "b1"), ("user_id", "b")]
+    assert index.profiles["pr_c"] == (("user_id", "c"), 7, ())
+    # the identifiers of a profile share one id string
+    ids = [profile_id for key, profile_id in index.owner.items() if profile_id == "pr_a"]
+    assert all(profile_id is ids[0] for profile_id in ids)
+    assert len(index) == 7
+
+
+def test_load_of_an_empty_graph():
+    con = duckdb.connect()
+    con.execute(
+        """
+        CREATE TABLE identity_profiles (profile_id VARCHAR, anchor_namespace VARCHAR,
+            anchor_value VARCHAR, anchor_seq BIGINT, merged_into VARCHAR);
+        CREATE TABLE identifiers (namespace VARCHAR, value VARCHAR, profile_id VARCHAR);
+        """
+    )
+    index = OwnerIndex.load(con)
+    assert index.owner == {} and index.profiles == {}
