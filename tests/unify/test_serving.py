@@ -3,6 +3,7 @@ the graph, and catches up after a failure or the loss of its file."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sqlite3
 import threading
@@ -15,7 +16,7 @@ import pytest
 
 from onefold.runtime import Onefold
 from onefold.settings import Settings
-from onefold.store import serving
+from onefold.store import compaction, serving
 from onefold.store.serving import PROFILE_NAMESPACE, ServingStore
 from onefold.unify import graph, publish
 from onefold.unify.profiles import profile_views_json
@@ -382,3 +383,66 @@ def test_a_failed_checkpoint_is_logged_and_the_next_write_asks_again(tmp_path, m
         copy.close()
     finally:
         store.close()
+
+
+def test_rewriting_dead_rows_beside_the_running_publisher(tmp_path, monkeypatch, caplog):
+    """As deployed, with the per-profile tables rewritten after nearly every micro-batch
+    while the publishing thread reads them in its own, slow, transactions: the rewrites
+    and the publishes overlap, no round fails, and what is served equals what the
+    warehouse gives."""
+    spans: dict[str, list[tuple[float, float]]] = {"publish": [], "rewrite": []}
+
+    def timed(kind, function):
+        def run(*args, **kwargs):
+            started = time.monotonic()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spans[kind].append((started, time.monotonic()))
+
+        return run
+
+    views = publish.profile_views_and_keys
+
+    def slow_views(*args):
+        time.sleep(0.05)  # a publish transaction stays open while batches go on
+        return views(*args)
+
+    monkeypatch.setattr(publish, "profile_views_and_keys", slow_views)
+    monkeypatch.setattr(graph.publish, "publish", timed("publish", graph.publish.publish))
+    monkeypatch.setattr(compaction, "compact", timed("rewrite", compaction.compact))
+    settings = Settings(
+        data_dir=tmp_path, admin_token="t", unify_interval_ms=10, publish_interval_ms=10
+    )
+    instance = Onefold(settings)
+    try:
+        instance.identity.compact_min_dead = 1
+        instance.sources.create("web", "web")
+        users = [f"u-{n}" for n in range(40)]
+        for round_ in range(12):
+            send(instance, "web", [
+                {"type": "identify", "userId": user, "traits": {"plan": f"p{round_}"}}
+                for user in users
+            ] + [
+                {"type": "track", "userId": user, "event": "Order Completed",
+                 "properties": {"revenue": round_}}
+                for user in users[round_ % 3 :: 3]
+            ])  # fmt: skip
+            instance.log.rotate()
+            instance.loader.load_now()
+            time.sleep(0.03)
+        instance.flush()
+        _wait_for(lambda: publish.pending(instance.warehouse.cursor()) == 0)
+        assert instance.unify.last_error is None
+        failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert failures == []  # not even a round that failed and was retried
+        assert len(instance.identity.compactions.last()) >= 4
+        overlapping = [
+            (a, b) for a, b in spans["rewrite"] if any(c < b and a < d for c, d in spans["publish"])
+        ]
+        assert overlapping
+        assert_served_as_stored(instance)
+        view = orjson.loads(instance.serving.view(instance.serving.find("user_id", "u-0")))
+        assert view["traits"]["plan"]["value"] == "p11"
+    finally:
+        instance.close()
