@@ -95,6 +95,8 @@ class StatusSampler(Sampler):
                 "events": status["events"],
                 "backlog_bytes": status["backlog_bytes"],
                 "unify_lag": status["unify_lag"],
+                "unify_pending_events": status.get("unify_pending_events"),
+                "unify_pending_profiles": status.get("unify_pending_profiles"),
                 "unify_error": status["unify_error"],
                 **extra,
             }

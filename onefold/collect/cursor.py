@@ -30,6 +30,18 @@ class EventCursor:
         )
         return row[0] if row else -1
 
+    def pending(self) -> int:
+        """How many stored events the consumer has yet to read: how far behind it is."""
+        return (
+            self.warehouse.cursor()
+            .execute(
+                "SELECT count(*) FROM events WHERE seq > coalesce("
+                "(SELECT seq FROM consumer_cursors WHERE consumer = ?), -1)",
+                [self.consumer],
+            )
+            .fetchall()[0][0]
+        )
+
     def consume_range(
         self,
         handle: Callable[[duckdb.DuckDBPyConnection, int, int], None],

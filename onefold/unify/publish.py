@@ -64,7 +64,16 @@ def mark_batch(
 
 
 def pending(con: duckdb.DuckDBPyConnection) -> int:
-    return con.execute("SELECT count(DISTINCT profile_id) FROM serving_dirty").fetchone()[0]
+    """How many profiles are marked and not yet published (every live profile while the
+    whole store is to be rebuilt)."""
+    ((marked, everything),) = con.execute(
+        "SELECT count(DISTINCT profile_id), bool_or(profile_id = ?) FROM serving_dirty", [ALL]
+    ).fetchall()
+    if everything:
+        return con.execute(
+            "SELECT count(*) FROM identity_profiles WHERE merged_into IS NULL"
+        ).fetchall()[0][0]
+    return marked
 
 
 def publish(

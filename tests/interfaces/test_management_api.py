@@ -125,6 +125,8 @@ def test_status_reports_how_far_behind_unify_is(server: Server, source):
         ended = [round_["ended_at"] for round_ in rounds]
         assert ended == sorted(ended)
     assert status["unify_compactions"] == []  # no table has 50,000 dead rows here
+    assert status["unify_pending_events"] == 0  # all resolved and published by the flush
+    assert status["unify_pending_profiles"] == 0
     before = sum(round_["count"] for round_ in status["unify_batches"])
     _send(server, source["write_key"], [{"type": "identify", "userId": f"r-{n}"} for n in range(7)])
     server.flush()

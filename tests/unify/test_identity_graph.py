@@ -15,7 +15,7 @@ from onefold.demo.generator import generate_demo
 from onefold.runtime import Onefold
 from onefold.settings import Settings
 from onefold.store import compaction
-from onefold.unify import graph, membership, traits
+from onefold.unify import graph, membership, publish, traits
 from onefold.unify.identifiers import extraction_sql, group_messages
 
 
@@ -365,4 +365,32 @@ def test_a_failed_rewrite_leaves_the_batch_committed(tmp_path, demo, monkeypatch
     for table in graph.COMPACTED:
         assert con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] > 0
     assert onefold.identity.compactions.last() == []
+    onefold.close()
+
+
+def test_what_unify_has_yet_to_do_is_counted(tmp_path, demo):
+    """The status's backlog: events stored but not resolved, and profiles changed but not
+    published (every live profile while the whole store is to be rebuilt)."""
+    onefold = _open(tmp_path)
+    _land(onefold, demo)
+    total = sum(len(m) for m in demo.messages.values())
+    identity, con = onefold.identity, onefold.warehouse.cursor()
+    assert identity.cursor.pending() == total
+    assert publish.pending(con) == 0
+    assert identity.process(limit=500) == 500
+    assert identity.cursor.pending() == total - 500
+    marked = con.execute("SELECT count(DISTINCT profile_id) FROM serving_dirty").fetchall()
+    assert publish.pending(con) == marked[0][0] > 0
+    identity.publish()
+    assert publish.pending(con) == 0
+    identity.process(limit=10**9)
+    assert identity.cursor.pending() == 0
+    with onefold.warehouse.transaction() as transaction:
+        publish.mark_all_dirty(transaction)
+    live = con.execute(
+        "SELECT count(*) FROM identity_profiles WHERE merged_into IS NULL"
+    ).fetchall()[0][0]
+    assert publish.pending(con) == live > 150
+    identity.publish()
+    assert publish.pending(con) == 0
     onefold.close()

@@ -18,7 +18,7 @@ from onefold.errors import OnefoldError
 from onefold.interfaces.api import errors
 from onefold.interfaces.api.errors import APIError
 from onefold.runtime import Onefold
-from onefold.unify import links
+from onefold.unify import links, publish
 from onefold.unify.accounts import account_view
 from onefold.unify.dryrun import dry_run
 from onefold.unify.health import health_report
@@ -363,6 +363,8 @@ def create_api(onefold: Onefold) -> FastAPI:
             "loader_error": loader.last_error,
             "unify_error": onefold.unify.last_error,
             "unify_lag": onefold.identity.lag.summary(),
+            "unify_pending_events": onefold.identity.cursor.pending(),
+            "unify_pending_profiles": publish.pending(onefold.warehouse.cursor()),
             "unify_batches": onefold.identity.batches.last(),
             "unify_publishes": onefold.identity.publishes.last(),
             "unify_compactions": onefold.identity.compactions.last(),
