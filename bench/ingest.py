@@ -132,6 +132,7 @@ class Server:
     def __init__(self, data_dir: Path, cpus: str | None, unify: bool) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
         self.log_path = data_dir.parent / "server.log"
         command = [sys.executable, "-m", "onefold", "serve"]
         command += ["--data-dir", str(data_dir), "--port", str(self.port)]

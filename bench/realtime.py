@@ -67,6 +67,24 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 LAG_WINDOW = 100_000  # events the server's unify_lag summary covers (graph.Lag keep)
 
 
+def wal_bytes(data_dir: Path) -> int:
+    """The size of the warehouse's write-ahead log: it shrinks when DuckDB checkpoints."""
+    try:
+        return (data_dir / "onefold.duckdb.wal").stat().st_size
+    except OSError:
+        return 0
+
+
+def checkpoints_seen(samples: list[dict], phase: str) -> dict:
+    """How often the WAL shrank between two samples of ``phase`` (each time, at least one
+    checkpoint ran), and the largest it was."""
+    sizes = [s["wal_bytes"] for s in samples if s["phase"] == phase and "wal_bytes" in s]
+    return {
+        "checkpoints": sum(1 for a, b in zip(sizes, sizes[1:], strict=False) if b < a),
+        "wal_mb_max": round(max(sizes, default=0) / 1e6, 1),
+    }
+
+
 class StatusSampler(Sampler):
     """ingest.Sampler (RSS every half second) plus the server's status: stored events,
     landing backlog and the unify lag summary; and every micro-batch and publish the
@@ -97,6 +115,7 @@ class StatusSampler(Sampler):
                 "unify_lag": status["unify_lag"],
                 "unify_pending_events": status.get("unify_pending_events"),
                 "unify_pending_profiles": status.get("unify_pending_profiles"),
+                "wal_bytes": wal_bytes(self.server.data_dir),
                 "unify_error": status["unify_error"],
                 **extra,
             }
@@ -679,6 +698,7 @@ def main() -> None:
             }
             figures["unify_lag_final"] = final.get("unify_lag")
             figures["rss_mb_max"] = max(s["rss_mb"] for s in sampler.samples)
+            figures["checkpoints_during_load"] = checkpoints_seen(sampler.samples, "lag: load")
             figures["status_samples"] = sampler.samples
         finally:
             server.stop()
@@ -710,7 +730,9 @@ def main() -> None:
         print(
             f"  tables rewritten during the load: {len(rewrites)}, "
             f"{sum(r['count'] for r in rewrites):,} dead rows dropped in "
-            f"{sum(r['ms'] for r in rewrites) / 1000:.1f} s",
+            f"{sum(r['ms'] for r in rewrites) / 1000:.1f} s; DuckDB checkpoints seen (the WAL "
+            f"shrank): {figures['checkpoints_during_load']['checkpoints']}, WAL at most "
+            f"{figures['checkpoints_during_load']['wal_mb_max']} MB",
             flush=True,
         )
 
