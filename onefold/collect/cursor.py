@@ -23,12 +23,12 @@ class EventCursor:
         self.consumer = consumer
 
     def position(self) -> int:
-        row = (
+        rows = (
             self.warehouse.cursor()
             .execute("SELECT seq FROM consumer_cursors WHERE consumer = ?", [self.consumer])
-            .fetchone()
+            .fetchall()
         )
-        return row[0] if row else -1
+        return rows[0][0] if rows else -1
 
     def pending(self) -> int:
         """How many stored events the consumer has yet to read: how far behind it is."""

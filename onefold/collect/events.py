@@ -71,4 +71,4 @@ def list_events(
 
 
 def count_events(warehouse: Warehouse) -> int:
-    return warehouse.cursor().execute("SELECT count(*) FROM events").fetchone()[0]
+    return warehouse.cursor().execute("SELECT count(*) FROM events").fetchall()[0][0]

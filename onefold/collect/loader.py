@@ -63,7 +63,7 @@ def landed_segments(warehouse: Warehouse) -> set[int]:
 def next_segment_number(warehouse: Warehouse, directory: Path) -> int:
     """The number for a new segment: after every segment on disk or ever landed."""
     on_disk = [segment_number(p) for p in list_segments(directory)] if directory.exists() else []
-    row = warehouse.cursor().execute("SELECT max(segment) FROM landed_segments").fetchone()
+    row = warehouse.cursor().execute("SELECT max(segment) FROM landed_segments").fetchall()[0]
     return max([*on_disk, row[0] if row[0] is not None else -1, -1]) + 1
 
 

@@ -47,7 +47,7 @@ class Warehouse:
     def _migrate(self) -> None:
         con = self._con
         con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+        row = con.execute("SELECT max(version) FROM schema_version").fetchall()[0]
         current = row[0] or 0
         for version, ddl in enumerate(MIGRATIONS, start=1):
             if version <= current:
@@ -62,7 +62,12 @@ class Warehouse:
                 raise
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """The calling thread's own connection to the database."""
+        """The calling thread's own connection to the database.
+
+        Read every result in full (``fetchall`` and the like, never ``fetchone``): a
+        result left unfinished keeps its transaction open until the cursor's next
+        statement, and a request thread may wait long for its next request. Meanwhile
+        no checkpoint runs or drops deleted rows."""
         cur = getattr(self._local, "cursor", None)
         if cur is None:
             cur = self._con.cursor()

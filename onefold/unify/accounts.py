@@ -36,7 +36,7 @@ def account_view(con: duckdb.DuckDBPyConnection, group_id: str) -> dict | None:
         'SELECT min("timestamp"), max("timestamp"), count(*) FROM account_events '
         "WHERE group_id = ?",
         [group_id],
-    ).fetchone()
+    ).fetchall()[0]
     if not seen[2]:
         return None
     traits = con.execute(

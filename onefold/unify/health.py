@@ -30,7 +30,7 @@ def health_report(
                (SELECT count(*) FROM identifiers),
                (SELECT count(*) FROM identity_merges)
         """
-    ).fetchone()
+    ).fetchall()[0]
     largest = _rows(con.execute(
         """
         SELECT profile_id, count(*) AS identifiers,
@@ -45,7 +45,7 @@ def health_report(
         "SELECT count(*) FROM (SELECT profile_id FROM identifiers GROUP BY profile_id "
         "HAVING count(*) > ?)",
         [over],
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     refused = _rows(con.execute(
         """
         SELECT rule, namespace, count(*) AS links FROM identity_refusals

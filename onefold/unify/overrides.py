@@ -181,7 +181,7 @@ def replay(
     touched = sorted(affected | set(resolver.profiles))
     traits.refresh(con, trait_rules, touched)
     computed.refresh(con, computed_traits, as_of, touched)
-    replayed = con.execute("SELECT count(*) FROM replay_seqs").fetchone()[0]
+    replayed = con.execute("SELECT count(*) FROM replay_seqs").fetchall()[0][0]
     con.execute("DROP TABLE replay_seqs")
     return before, after, replayed
 

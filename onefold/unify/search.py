@@ -98,7 +98,7 @@ def search_profiles(
             SELECT profile_id, name, value FROM computed_traits
         ), matching AS ({matching})
     """
-    total = con.execute(f"{searchable} SELECT count(*) FROM matching", params).fetchone()[0]
+    total = con.execute(f"{searchable} SELECT count(*) FROM matching", params).fetchall()[0][0]
     page_params = [*params, after or "", limit + 1]
     ids = [row[0] for row in con.execute(
         f"{searchable} SELECT profile_id FROM matching WHERE profile_id > ? "

@@ -840,7 +840,7 @@ def rebuild(
     from onefold.unify import overrides
 
     overrides.clear_graph(con)
-    count, upto = con.execute("SELECT count(*), max(seq) FROM events").fetchone()
+    count, upto = con.execute("SELECT count(*), max(seq) FROM events").fetchall()[0]
     if not count:
         return 0
     blocked, never = overrides.active(con)
