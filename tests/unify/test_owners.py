@@ -3,28 +3,38 @@ profile's anchor and identifiers, whatever shape the graph is in."""
 
 from __future__ import annotations
 
-import duckdb
+from collections.abc import Iterator
 
+import duckdb
+import pytest
+
+from onefold.store import Warehouse
 from onefold.unify.owners import OwnerIndex
 
 
-def test_load_reads_every_identifier_and_every_live_profile():
-    con = duckdb.connect()
+@pytest.fixture
+def con(tmp_path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse's own identity tables, empty."""
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    yield warehouse.cursor()
+    warehouse.close()
+
+
+def test_load_reads_every_identifier_and_every_live_profile(con):
     con.execute(
         """
-        CREATE TABLE identity_profiles (profile_id VARCHAR, anchor_namespace VARCHAR,
-            anchor_value VARCHAR, anchor_seq BIGINT, merged_into VARCHAR);
-        CREATE TABLE identifiers (namespace VARCHAR, value VARCHAR, profile_id VARCHAR);
-        INSERT INTO identity_profiles VALUES
+        INSERT INTO identity_profiles
+            (profile_id, anchor_namespace, anchor_value, anchor_seq, merged_into, created_at)
+        SELECT *, now() FROM (VALUES
             ('pr_a', 'email', 'a@x.com', 3, NULL),      -- anchor among its identifiers
             ('pr_b', 'anonymous_id', 'b0', 5, NULL),    -- anchor moved away (an unmerge)
             ('pr_c', 'user_id', 'c', 7, NULL),          -- no identifiers left
-            ('pr_d', 'anonymous_id', 'd0', 9, 'pr_a');  -- absorbed
-        INSERT INTO identifiers VALUES
-            ('anonymous_id', 'a1', 'pr_a'), ('email', 'a@x.com', 'pr_a'),
-            ('user_id', 'a', 'pr_a'), ('anonymous_id', 'd0', 'pr_a'),
-            ('user_id', 'b', 'pr_b'), ('anonymous_id', 'b1', 'pr_b'),
-            ('email', 'ghost@x.com', 'pr_gone');        -- a profile that is not live
+            ('pr_d', 'anonymous_id', 'd0', 9, 'pr_a')); -- absorbed
+        INSERT INTO identifiers (namespace, value, profile_id, first_seq) VALUES
+            ('anonymous_id', 'a1', 'pr_a', 1), ('email', 'a@x.com', 'pr_a', 3),
+            ('user_id', 'a', 'pr_a', 4), ('anonymous_id', 'd0', 'pr_a', 9),
+            ('user_id', 'b', 'pr_b', 6), ('anonymous_id', 'b1', 'pr_b', 8),
+            ('email', 'ghost@x.com', 'pr_gone', 2);     -- a profile that is not live
         """
     )
     index = OwnerIndex.load(con)
@@ -51,14 +61,6 @@ def test_load_reads_every_identifier_and_every_live_profile():
     assert len(index) == 7
 
 
-def test_load_of_an_empty_graph():
-    con = duckdb.connect()
-    con.execute(
-        """
-        CREATE TABLE identity_profiles (profile_id VARCHAR, anchor_namespace VARCHAR,
-            anchor_value VARCHAR, anchor_seq BIGINT, merged_into VARCHAR);
-        CREATE TABLE identifiers (namespace VARCHAR, value VARCHAR, profile_id VARCHAR);
-        """
-    )
+def test_load_of_an_empty_graph(con):
     index = OwnerIndex.load(con)
     assert index.owner == {} and index.profiles == {}
