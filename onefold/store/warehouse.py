@@ -30,6 +30,19 @@ def insert_arrow(
         con.unregister("inserted_rows")
 
 
+SETTINGS: dict[str, object] = {
+    # No vacuum in checkpoints. Once a table's row groups hold deleted rows, DuckDB's
+    # checkpoint merges and rewrites them whole, whatever few rows changed: with the
+    # per-profile tables that every micro-batch refreshes (deletes scattered over the
+    # table, appends at its end), each checkpoint rewrote most of them, a cost that grew
+    # with the number of profiles (0.45 s of a 0.85 s checkpoint after 30,000 events at
+    # 260,000 profiles). Row groups whose rows are all deleted are still dropped, and
+    # :mod:`onefold.store.compaction` rewrites those tables when their dead rows outnumber
+    # the live ones.
+    "max_vacuum_tasks": 0,
+}
+
+
 class Warehouse:
     """One DuckDB database file, shared by the threads of one process.
 
@@ -40,7 +53,7 @@ class Warehouse:
     def __init__(self, path: Path, memory_limit: str = "4GB") -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(str(path), config={"memory_limit": memory_limit})
+        self._con = duckdb.connect(str(path), config={**SETTINGS, "memory_limit": memory_limit})
         self._local = threading.local()
         self._migrate()
 
