@@ -465,7 +465,9 @@ def build_warehouse(path: Path, profiles: int, seed: int = 5) -> dict:
     """)  # fmt: skip
     con.execute("""
         INSERT INTO event_identity
-        SELECT seq0 + k, 'anonymous_id', 'a-' || i FROM p, range(4) r(k)
+        SELECT seq0 + k, 'anonymous_id', 'a-' || i,
+               md5_number('anonymous_id' || chr(31) || 'a-' || i)
+        FROM p, range(4) r(k)
     """)  # fmt: skip
     con.execute("""
         INSERT INTO account_events SELECT seq0 + 3, 'acct-' || (i % 50000),

@@ -197,7 +197,7 @@ def write_changes(
         "seq": pa.array([a[0] for a in attributions], pa.int64()),
         "namespace": [a[1] for a in attributions],
         "value": [a[2] for a in attributions],
-    }))  # fmt: skip
+    }), {"identifier_hash": membership.IDENTIFIER_HASH})  # fmt: skip
 
 
 def touched_profiles(resolver: Resolver, changes: Changes) -> tuple[list[str], pa.Table]:

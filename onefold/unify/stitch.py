@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from onefold.store.warehouse import insert_arrow
-from onefold.unify import accounts, computed, traits
+from onefold.unify import accounts, computed, membership, traits
 from onefold.unify import stitch_kernels as kernels
 from onefold.unify.identifiers import _region, extraction_sql, normalise_phone
 from onefold.unify.resolver import Changes, Key, Message, Resolver
@@ -823,7 +823,10 @@ def write(con: duckdb.DuckDBPyConnection, stitched: Stitched, now: datetime | No
     insert_arrow(con, "identity_profiles", stitched.profiles, created)
     insert_arrow(con, "identity_merges", stitched.merges, {"method": "'deterministic'", **created})
     insert_arrow(con, "identity_refusals", stitched.refusals, created)
-    insert_arrow(con, "event_identity", stitched.attributions)
+    insert_arrow(
+        con, "event_identity", stitched.attributions,
+        {"identifier_hash": membership.IDENTIFIER_HASH},
+    )  # fmt: skip
     insert_arrow(con, "identity_blocked", stitched.blocked)
 
 

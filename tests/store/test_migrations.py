@@ -1,0 +1,38 @@
+"""A warehouse made by an older Onefold opens with its data carried over."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from onefold.store import Warehouse, warehouse
+from onefold.store.schema import MIGRATIONS
+from onefold.unify import membership
+
+
+def test_event_identity_gets_the_identifier_hashes_of_its_rows(tmp_path, monkeypatch):
+    path = tmp_path / "w.duckdb"
+    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:11])
+    old = Warehouse(path)
+    old.cursor().execute(
+        "INSERT INTO event_identity VALUES (1, 'email', 'jane@example.com'), "
+        "(2, 'anonymous_id', 'a-1'), (3, 'email', 'jane@example.com')"
+    )
+    old.close()
+    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS)
+    new = Warehouse(path)
+    try:
+        con = new.cursor()
+        assert con.execute("SELECT max(version) FROM schema_version").fetchall() == [
+            (len(MIGRATIONS),)
+        ]
+        assert con.execute(
+            f"SELECT count(*) FROM event_identity WHERE identifier_hash IS NOT NULL "
+            f"AND identifier_hash = {membership.IDENTIFIER_HASH}"
+        ).fetchall() == [(3,)]
+        members = membership.events_of_identifiers(
+            con,
+            pa.table({"namespace": ["email"], "value": ["jane@example.com"], "profile_id": ["p"]}),
+        )
+        assert sorted(members.column("seq").to_pylist()) == [1, 3]
+    finally:
+        new.close()
