@@ -183,22 +183,86 @@ def _aggregate(trait: ComputedTrait) -> exp.Expression:
 
 _EVENT_COLUMNS = ", ".join(f"e.{column}" for column in sorted(_COLUMNS | {"seq"}))
 
+#: What the traits read of each event, extracted once: see :func:`append_facts`.
+FACTS = "computed_event_facts"
+
+
+def _extracted(traits: list[ComputedTrait]) -> str:
+    return "".join(f", e.raw ->> '$.{path}' AS \"raw.{path}\"" for path in _json_paths(traits))
+
+
+def fact_columns(traits: list[ComputedTrait]) -> list[str]:
+    """The columns of the facts table for ``traits``: the event's own columns the traits
+    can read, then each JSON path they read, by name."""
+    return [*sorted(_COLUMNS | {"seq"}), *(f"raw.{path}" for path in _json_paths(traits))]
+
+
+def ensure_facts(con: duckdb.DuckDBPyConnection, traits: list[ComputedTrait], upto: int) -> None:
+    """Make the facts table (:func:`append_facts`) from the stored events of seq ``upto``
+    and below, unless it has the columns ``traits`` read already."""
+    existing = [
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM duckdb_columns() "
+            "WHERE table_name = ? AND schema_name = current_schema() ORDER BY column_index",
+            [FACTS],
+        ).fetchall()
+    ]
+    if existing != fact_columns(traits):
+        con.execute(
+            f"CREATE OR REPLACE TABLE {FACTS} AS {_facts_select(traits)} "
+            "WHERE e.seq <= $upto ORDER BY e.seq",
+            {"upto": upto},
+        )
+
+
+def append_facts(con: duckdb.DuckDBPyConnection, traits: list[ComputedTrait], upto: int) -> None:
+    """Add the stored events of seq ``upto`` and below to the facts table, which must have
+    ``traits``' columns (:func:`ensure_facts`).
+
+    A micro-batch recomputes its profiles from all their events, most of them old: reading
+    each one's raw JSON and extracting the traits' paths again cost about half of the
+    computed traits' query (45–54 ms → 24–27 ms for 500 profiles with 7,071 events). The
+    facts hold one narrow row per event, extracted once. They follow the events in seq
+    order (the table holds every event up to its largest seq), are made again whole when
+    the traits read other paths, and only micro-batches read them: a full recompute and
+    Spark read the events."""
+    con.execute(
+        f"""
+        INSERT INTO {FACTS} {_facts_select(traits)}
+        WHERE e.seq > (SELECT coalesce(max(seq), -1) FROM {FACTS}) AND e.seq <= $upto
+        ORDER BY e.seq
+        """,
+        {"upto": upto},
+    )
+
+
+def _facts_select(traits: list[ComputedTrait]) -> str:
+    return f"SELECT {_EVENT_COLUMNS}{_extracted(traits)} FROM events e"
+
 
 def computed_sql(
-    traits: list[ComputedTrait], dialect: str = "duckdb", members: str | None = None
+    traits: list[ComputedTrait],
+    dialect: str = "duckdb",
+    members: str | None = None,
+    facts: bool = False,
 ) -> str:
     """One row per profile, one column per trait, as of the ``as_of`` parameter (see
     :func:`parameters`). ``members`` is a table or subquery of ``(profile_id, seq)``
     giving the events of the profiles to compute (see :mod:`onefold.unify.membership`);
-    every profile's by default.
+    every profile's by default. With ``facts``, the events are read from the facts table
+    (:func:`append_facts`), which must hold them.
 
     Building the query costs milliseconds of Python; each micro-batch runs it, so it is
     built once per definitions and kept."""
-    return _computed_sql(tuple(t.model_dump_json() for t in traits), dialect, members)
+    definitions = tuple(t.model_dump_json() for t in traits)
+    return _computed_sql(definitions, dialect, members, facts)
 
 
 @functools.lru_cache(maxsize=32)
-def _computed_sql(definitions: tuple[str, ...], dialect: str, members: str | None) -> str:
+def _computed_sql(
+    definitions: tuple[str, ...], dialect: str, members: str | None, facts: bool
+) -> str:
     traits = [ComputedTrait.model_validate_json(text) for text in definitions]
     source = members or f"({members_sql()})"
     columns = []
@@ -223,12 +287,16 @@ def _computed_sql(definitions: tuple[str, ...], dialect: str, members: str | Non
             """
         )
         columns.append(f"max({alias}.v) AS {name}")
-    extracted = "".join(f", e.raw ->> '$.{path}' AS \"raw.{path}\"" for path in _json_paths(traits))
+    if facts:
+        table = FACTS
+        extracted = "".join(f', e."raw.{path}"' for path in _json_paths(traits))
+    else:
+        table, extracted = "events", _extracted(traits)
     # The profiles' events are read once, whatever the number of traits.
     query = f"""
         WITH profile_events AS (
             SELECT m.profile_id, {_EVENT_COLUMNS}{extracted}
-            FROM events e JOIN {source} m ON m.seq = e.seq
+            FROM {table} e JOIN {source} m ON m.seq = e.seq
         )
         SELECT e.profile_id, {", ".join(columns)}
         FROM profile_events e {" ".join(joins)}
@@ -253,10 +321,12 @@ def refresh(
     as_of: datetime,
     profiles: list[str] | None,
     members: pa.Table | None = None,
+    facts: bool = False,
 ) -> None:
     """Recompute ``profile_computed_traits`` for ``profiles`` (every profile when None);
     ``members``, when given, are those profiles' events as ``(profile_id, seq)``
-    (:func:`membership.events_of_identifiers`)."""
+    (:func:`membership.events_of_identifiers`); with ``facts``, read from the facts table
+    (:func:`append_facts`)."""
     if not traits or (profiles is not None and not profiles):
         return
     with membership.replacing(con, "profile_computed_traits", profiles, members) as source:
@@ -264,7 +334,7 @@ def refresh(
             f"""
             INSERT INTO profile_computed_traits
             SELECT profile_id, {_object(traits)}, CAST($as_of AS TIMESTAMP)
-            FROM ({computed_sql(traits, members=source)})
+            FROM ({computed_sql(traits, members=source, facts=facts)})
             """,
             parameters(as_of),
         )

@@ -13,6 +13,7 @@ from onefold.collect.messages import Envelope, now_utc
 from onefold.demo.generator import generate_demo
 from onefold.runtime import Onefold
 from onefold.settings import Settings, default_computed_traits
+from onefold.unify import computed
 from onefold.unify.computed import ComputedTrait, computed_sql
 from onefold.unify.profiles import Lookup, find_profile, profile_view
 
@@ -127,3 +128,57 @@ def test_definitions_are_validated_and_values_quoted():
     assert "GET_JSON_OBJECT" in computed_sql(
         [ComputedTrait(name="r", function="sum", property="properties.revenue")], "spark"
     )
+
+
+def test_micro_batches_read_facts_that_follow_the_events_and_the_definitions(tmp_path):
+    demo = generate_demo(seed=4, customers=80, now=AS_OF)
+    onefold = _open(tmp_path, default_computed_traits())
+    for source in demo.sources:
+        created = onefold.sources.create(source.name, source.type)
+        if demo.messages.get(source.name):
+            envelope = Envelope(created.id, "r", "test", now_utc())
+            onefold.log.append_blocking(prepare(demo.messages[source.name], envelope).data)
+    onefold.log.rotate()
+    onefold.loader.load_now()
+    con = onefold.warehouse.cursor()
+
+    def facts_are_the_events() -> None:
+        traits = onefold.identity.computed_traits
+        columns = [
+            row[0] for row in con.execute(
+                f"SELECT column_name FROM information_schema.columns "
+                f"WHERE table_name = '{computed.FACTS}' ORDER BY ordinal_position"
+            ).fetchall()
+        ]  # fmt: skip
+        assert columns == computed.fact_columns(traits)
+        held = con.execute(f"SELECT * FROM {computed.FACTS} ORDER BY seq").fetchall()
+        extracted = "".join(
+            f", raw ->> '$.{column[4:]}'" for column in columns if column.startswith("raw.")
+        )
+        plain = ", ".join(column for column in columns if not column.startswith("raw."))
+        last = max(row[columns.index("seq")] for row in held)
+        expected = con.execute(
+            f"SELECT {plain}{extracted} FROM events WHERE seq <= ? ORDER BY seq", [last]
+        ).fetchall()
+        assert held == expected
+
+    for _ in range(3):
+        assert onefold.identity.process(limit=300) == 300
+    facts_are_the_events()
+    # Another trait reading another path: the facts are made again with its column.
+    currency = ComputedTrait(
+        name="usual_currency", function="most_frequent", event="Order Completed",
+        property="properties.currency",
+    )  # fmt: skip
+    onefold.identity.computed_traits = [*default_computed_traits(), currency]
+    onefold.identity.process_all(limit=300)
+    facts_are_the_events()
+    # A rebuild resolves every event again; the facts are not added twice.
+    onefold.identity.rebuild()
+    facts_are_the_events()
+    query = "SELECT profile_id, name, value FROM computed_traits"
+    incremental = set(con.execute(query).fetchall())
+    assert any(name == "usual_currency" for _, name, _ in incremental)
+    onefold.identity.recompute_traits()
+    assert set(con.execute(query).fetchall()) == incremental
+    onefold.close()
