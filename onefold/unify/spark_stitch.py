@@ -89,7 +89,7 @@ class Stitched:
 def extraction_frame(engine: SparkEngine, rules: IdentityRules) -> DataFrame:
     """The extraction query over every stored event, on Spark (no global sort: the
     resolver sorts each component)."""
-    tree = sqlglot.parse_one(extraction_sql(rules, where="TRUE"), read="duckdb")
+    tree = sqlglot.parse_one(extraction_sql(rules, where="TRUE", parse_once=False), read="duckdb")
     tree.set("order", None)
     return engine.sql(tree.sql("duckdb"))
 
