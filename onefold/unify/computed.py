@@ -197,9 +197,9 @@ def fact_columns(traits: list[ComputedTrait]) -> list[str]:
     return [*sorted(_COLUMNS | {"seq"}), *(f"raw.{path}" for path in _json_paths(traits))]
 
 
-def ensure_facts(con: duckdb.DuckDBPyConnection, traits: list[ComputedTrait], upto: int) -> None:
+def ensure_facts(con: duckdb.DuckDBPyConnection, traits: list[ComputedTrait], upto: int) -> bool:
     """Make the facts table (:func:`append_facts`) from the stored events of seq ``upto``
-    and below, unless it has the columns ``traits`` read already."""
+    and below, unless it has the columns ``traits`` read already; whether it made it."""
     existing = [
         row[0]
         for row in con.execute(
@@ -214,6 +214,8 @@ def ensure_facts(con: duckdb.DuckDBPyConnection, traits: list[ComputedTrait], up
             "WHERE e.seq <= $upto ORDER BY e.seq",
             {"upto": upto},
         )
+        return True
+    return False
 
 
 def append_facts(con: duckdb.DuckDBPyConnection, traits: list[ComputedTrait], upto: int) -> None:

@@ -375,7 +375,8 @@ class IdentityGraph:
         traits.refresh(con, self.trait_rules, touched, members)
         if self.computed_traits:
             if self._facts_for != self.computed_traits:
-                computed.ensure_facts(con, self.computed_traits, upto)
+                if computed.ensure_facts(con, self.computed_traits, upto):
+                    log.info("made the computed traits' facts of the events up to seq %d", upto)
                 self._facts_for = list(self.computed_traits)
             computed.append_facts(con, self.computed_traits, upto)
         computed.refresh(con, self.computed_traits, self.clock(), touched, members, facts=True)
