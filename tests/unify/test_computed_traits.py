@@ -16,6 +16,7 @@ from onefold.settings import Settings, default_computed_traits
 from onefold.unify import computed
 from onefold.unify.computed import ComputedTrait, computed_sql
 from onefold.unify.profiles import Lookup, find_profile, profile_view
+from tests.unify.landing import land_demo
 
 AS_OF = datetime(2026, 6, 1)
 
@@ -96,13 +97,7 @@ def test_values_of_every_function(tmp_path):
 def test_incremental_equals_full_recompute_on_the_demo(tmp_path):
     demo = generate_demo(seed=9, customers=120, now=AS_OF)
     onefold = _open(tmp_path, default_computed_traits())
-    for source in demo.sources:
-        created = onefold.sources.create(source.name, source.type)
-        if demo.messages.get(source.name):
-            envelope = Envelope(created.id, "r", "test", now_utc())
-            onefold.log.append_blocking(prepare(demo.messages[source.name], envelope).data)
-    onefold.log.rotate()
-    onefold.loader.load_now()
+    land_demo(onefold, demo)
     onefold.identity.process_all(limit=541)
     con = onefold.warehouse.cursor()
     query = "SELECT profile_id, name, value FROM computed_traits"
@@ -133,13 +128,7 @@ def test_definitions_are_validated_and_values_quoted():
 def test_micro_batches_read_facts_that_follow_the_events_and_the_definitions(tmp_path):
     demo = generate_demo(seed=4, customers=80, now=AS_OF)
     onefold = _open(tmp_path, default_computed_traits())
-    for source in demo.sources:
-        created = onefold.sources.create(source.name, source.type)
-        if demo.messages.get(source.name):
-            envelope = Envelope(created.id, "r", "test", now_utc())
-            onefold.log.append_blocking(prepare(demo.messages[source.name], envelope).data)
-    onefold.log.rotate()
-    onefold.loader.load_now()
+    land_demo(onefold, demo)
     con = onefold.warehouse.cursor()
 
     def facts_are_the_events() -> None:

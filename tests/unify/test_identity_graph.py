@@ -9,14 +9,13 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from onefold.collect.ingest import prepare
-from onefold.collect.messages import Envelope, now_utc
 from onefold.demo.generator import generate_demo
 from onefold.runtime import Onefold
 from onefold.settings import Settings
 from onefold.store import compaction
 from onefold.unify import graph, membership, publish, traits
 from onefold.unify.identifiers import extraction_sql, group_messages
+from tests.unify.landing import land_demo
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +26,6 @@ def demo():
 def _open(path: Path, **overrides) -> Onefold:
     # a huge interval keeps the background worker out of the way: tests drive it
     return Onefold(Settings(data_dir=path, admin_token="t", unify_interval_ms=10**9, **overrides))
-
-
-def _land(onefold: Onefold, demo) -> None:
-    for source in demo.sources:
-        messages = demo.messages.get(source.name)
-        if not messages:
-            continue
-        created = onefold.sources.create(source.name, source.type)
-        envelope = Envelope(created.id, "r", "test", now_utc())
-        onefold.log.append_blocking(prepare(messages, envelope).data)
-    onefold.log.rotate()
-    onefold.loader.load_now()
 
 
 def _graph(onefold: Onefold) -> set[tuple]:
@@ -59,7 +46,7 @@ def test_micro_batches_give_the_same_graph_as_one_batch(
     tmp_path, demo, monkeypatch, owner_index_limit
 ):
     whole = _open(tmp_path / "whole")
-    _land(whole, demo)
+    land_demo(whole, demo)
     read = whole.identity.process(limit=10**9)
     assert read == sum(len(m) for m in demo.messages.values())
     # The micro-batches move the identifiers of the profiles they absorb one at a time.
@@ -73,7 +60,7 @@ def test_micro_batches_give_the_same_graph_as_one_batch(
 
     monkeypatch.setattr(graph, "write_changes", counting)
     small = _open(tmp_path / "small", owner_index_limit=owner_index_limit)
-    _land(small, demo)
+    land_demo(small, demo)
     assert small.identity.process_all(limit=997) == read
     assert max(moved) > graph.INDEXED_MOVES
     assert (small.identity._owners is not None) == (owner_index_limit == 1_000_000)
@@ -92,7 +79,7 @@ def test_a_batch_recomputes_exactly_the_profiles_it_touched(tmp_path, demo, monk
     """The touched profiles and their events come from the resolver's state, not from the
     warehouse: each batch's must be what the warehouse says after the batch's writes."""
     onefold = _open(tmp_path / "d")
-    _land(onefold, demo)
+    land_demo(onefold, demo)
     limit = 997
     refresh = traits.refresh
     checked = []
@@ -132,7 +119,7 @@ def test_a_batch_recomputes_exactly_the_profiles_it_touched(tmp_path, demo, monk
 
 def test_every_identifier_of_a_message_is_linked_or_its_refusal_recorded(tmp_path, demo):
     onefold = _open(tmp_path)
-    _land(onefold, demo)
+    land_demo(onefold, demo)
     onefold.identity.process_all()
     con = onefold.warehouse.cursor()
     extracted = con.execute(
@@ -174,7 +161,7 @@ def test_every_identifier_of_a_message_is_linked_or_its_refusal_recorded(tmp_pat
 
 def test_each_event_is_resolved_once_across_restarts(tmp_path, demo):
     onefold = _open(tmp_path)
-    _land(onefold, demo)
+    land_demo(onefold, demo)
     onefold.identity.process(limit=500)
     onefold.close()
     onefold = _open(tmp_path)
@@ -223,7 +210,7 @@ def test_the_owners_in_memory_follow_the_warehouse(tmp_path, demo):
     """After every micro-batch, and across an override and a link (which drop them, to be
     loaded again), the owners kept in memory are the warehouse's."""
     onefold = _open(tmp_path)
-    _land(onefold, demo)
+    land_demo(onefold, demo)
     graph_ = onefold.identity
     batches = 0
     while graph_.process(limit=400):
@@ -252,10 +239,10 @@ def test_a_failed_micro_batch_drops_the_owners_and_its_retry_gives_the_same_grap
     trace: the owners in memory are dropped, loaded again for the retry, follow the
     warehouse after it, and the graph is the one a single batch gives."""
     whole = _open(tmp_path / "whole")
-    _land(whole, demo)
+    land_demo(whole, demo)
     whole.identity.process(limit=10**9)
     onefold = _open(tmp_path / "failing")
-    _land(onefold, demo)
+    land_demo(onefold, demo)
     graph_ = onefold.identity
     assert graph_.process(limit=400) and graph_._owners is not None
     write_blocked, failures = graph.write_blocked, []
@@ -311,7 +298,7 @@ def test_dead_rows_are_rewritten_away_between_micro_batches(tmp_path, demo):
         onefold = _open(tmp_path / name)
         onefold.identity.clock = lambda: as_of
         onefold.identity.compact_min_dead = min_dead
-        _land(onefold, demo)
+        land_demo(onefold, demo)
         reader = onefold.warehouse._con.cursor()  # another thread's, in effect
         reader.execute("BEGIN")
         snapshot = reader.execute("SELECT count(*) FROM profile_traits").fetchall()
@@ -348,7 +335,7 @@ def test_dead_rows_are_rewritten_away_between_micro_batches(tmp_path, demo):
 def test_a_failed_rewrite_leaves_the_batch_committed(tmp_path, demo, monkeypatch, caplog):
     onefold = _open(tmp_path)
     onefold.identity.compact_min_dead = 1
-    _land(onefold, demo)
+    land_demo(onefold, demo)
     assert onefold.identity.process(limit=300) == 300
     for _ in range(2):  # every row replaced twice: twice as many dead rows as live
         onefold.identity.recompute_traits()
@@ -372,7 +359,7 @@ def test_what_unify_has_yet_to_do_is_counted(tmp_path, demo):
     """The status's backlog: events stored but not resolved, and profiles changed but not
     published (every live profile while the whole store is to be rebuilt)."""
     onefold = _open(tmp_path)
-    _land(onefold, demo)
+    land_demo(onefold, demo)
     total = sum(len(m) for m in demo.messages.values())
     identity, con = onefold.identity, onefold.warehouse.cursor()
     assert identity.cursor.pending() == total

@@ -26,6 +26,7 @@ from onefold.settings import Settings, default_computed_traits
 from onefold.store.spark import java_available
 from onefold.unify import links
 from onefold.unify.computed import ComputedTrait
+from tests.unify.landing import send_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
@@ -152,11 +153,7 @@ def duckdb_side(engine, tmp_path_factory):
     onefold = Onefold(Settings(data_dir=path, admin_token="t", unify_interval_ms=10**9,
                                computed_traits=traits))  # fmt: skip
     onefold.identity.clock = lambda: AS_OF
-    for source in demo.sources:
-        created = onefold.sources.create(source.name, source.type)
-        if demo.messages.get(source.name):
-            envelope = Envelope(created.id, "r", "test", now_utc())
-            onefold.log.append_blocking(prepare(demo.messages[source.name], envelope).data)
+    send_demo(onefold, demo)
     edge = onefold.sources.create("edge-cases", "web")
     for day, message in enumerate(EDGE_CASES, 1):
         message.setdefault("timestamp", f"2026-05-{day:02d}T10:00:00Z")

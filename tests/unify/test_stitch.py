@@ -23,6 +23,7 @@ from onefold.unify.computed import ComputedTrait
 from onefold.unify.identifiers import group_messages
 from onefold.unify.resolver import Resolver
 from onefold.unify.rules import IdentityRules, NamespaceRule
+from tests.unify.landing import send_demo
 
 AS_OF = datetime(2026, 6, 1)
 SNAPSHOT = {
@@ -99,11 +100,7 @@ def onefold(tmp_path_factory: pytest.TempPathFactory):
     instance = Onefold(Settings(data_dir=path, admin_token="t", unify_interval_ms=10**9))
     instance.identity.clock = lambda: AS_OF
     instance.identity.computed_traits = COMPUTED
-    for source in demo.sources:
-        created = instance.sources.create(source.name, source.type)
-        if demo.messages.get(source.name):
-            envelope = Envelope(created.id, "r", "test", now_utc())
-            instance.log.append_blocking(prepare(demo.messages[source.name], envelope).data)
+    send_demo(instance, demo)
     web = instance.sources.list()[0]
     envelope = Envelope(web.id, "r", "t", now_utc())
     instance.log.append_blocking(prepare(_adversarial(), envelope).data)

@@ -13,6 +13,7 @@ from onefold.runtime import Onefold
 from onefold.settings import Settings
 from onefold.unify.profiles import Lookup, find_profile, profile_view
 from onefold.unify.traits import TraitRules
+from tests.unify.landing import land_demo
 
 
 def _open(path: Path, traits: TraitRules | None = None) -> Onefold:
@@ -77,13 +78,7 @@ def test_source_priority_and_null_clears(tmp_path):
 def test_incremental_traits_equal_a_full_recompute(tmp_path):
     demo = generate_demo(seed=5, customers=120, now=datetime(2026, 6, 1))
     onefold = _open(tmp_path, TraitRules(source_priority=["crm", "support"]))
-    for source in demo.sources:
-        created = onefold.sources.create(source.name, source.type)
-        if demo.messages.get(source.name):
-            envelope = Envelope(created.id, "r", "test", now_utc())
-            onefold.log.append_blocking(prepare(demo.messages[source.name], envelope).data)
-    onefold.log.rotate()
-    onefold.loader.load_now()
+    land_demo(onefold, demo)
     onefold.identity.process_all(limit=613)
     con = onefold.warehouse.cursor()
     query = "SELECT profile_id, trait, value, source_id, seq FROM profile_traits"
