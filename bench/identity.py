@@ -403,6 +403,7 @@ def build_warehouse(path: Path, profiles: int, seed: int = 5) -> dict:
     their identifiers, a few events each, traits, computed traits, merges, refusals and
     account memberships — written directly in SQL."""
     from onefold.store import Warehouse
+    from onefold.unify import membership
 
     started = time.perf_counter()
     warehouse = Warehouse(path, memory_limit="6GB")
@@ -463,11 +464,12 @@ def build_warehouse(path: Path, profiles: int, seed: int = 5) -> dict:
                '{"type":"track","anonymousId":"a-' || i || '"}'
         FROM p, range(4) r(k)
     """)  # fmt: skip
-    con.execute("""
+    con.execute(f"""
         INSERT INTO event_identity
-        SELECT seq0 + k, 'anonymous_id', 'a-' || i,
-               md5_number('anonymous_id' || chr(31) || 'a-' || i)
-        FROM p, range(4) r(k)
+        SELECT seq, namespace, value, {membership.IDENTIFIER_HASH} FROM (
+            SELECT seq0 + k AS seq, 'anonymous_id' AS namespace, 'a-' || i AS value
+            FROM p, range(4) r(k)
+        )
     """)  # fmt: skip
     con.execute("""
         INSERT INTO account_events SELECT seq0 + 3, 'acct-' || (i % 50000),

@@ -193,11 +193,11 @@ def write_changes(
         "created_at": pa.array([now] * len(refusals), pa.timestamp("us")),
     }))  # fmt: skip
     attributions = changes.attributions
-    insert_arrow(con, "event_identity", pa.table({
+    membership.insert_attributions(con, pa.table({
         "seq": pa.array([a[0] for a in attributions], pa.int64()),
         "namespace": [a[1] for a in attributions],
         "value": [a[2] for a in attributions],
-    }), {"identifier_hash": membership.IDENTIFIER_HASH})  # fmt: skip
+    }))  # fmt: skip
 
 
 def touched_profiles(resolver: Resolver, changes: Changes) -> tuple[list[str], pa.Table]:

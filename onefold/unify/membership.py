@@ -17,11 +17,19 @@ from contextlib import contextmanager
 import duckdb
 import pyarrow as pa
 
+from onefold.store.warehouse import insert_arrow
+
 #: An identifier as a 128-bit number, as ``event_identity.identifier_hash`` holds it (the
 #: namespace never holds the separator, so no two identifiers share the text hashed). Two
 #: identifiers sharing the number is as unlikely as two messages sharing their key
 #: (:mod:`onefold.collect.loader` deduplicates messages by the same hash).
 IDENTIFIER_HASH = "md5_number(namespace || chr(31) || value)"
+
+
+def insert_attributions(con: duckdb.DuckDBPyConnection, attributions: pa.Table) -> None:
+    """Append ``(seq, namespace, value)`` rows to ``event_identity``, each with its
+    identifier's hash (:data:`IDENTIFIER_HASH`), which :func:`events_of_identifiers` joins on."""
+    insert_arrow(con, "event_identity", attributions, {"identifier_hash": IDENTIFIER_HASH})
 
 
 def members_sql(scope: str | None = None) -> str:

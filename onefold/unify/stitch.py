@@ -823,10 +823,7 @@ def write(con: duckdb.DuckDBPyConnection, stitched: Stitched, now: datetime | No
     insert_arrow(con, "identity_profiles", stitched.profiles, created)
     insert_arrow(con, "identity_merges", stitched.merges, {"method": "'deterministic'", **created})
     insert_arrow(con, "identity_refusals", stitched.refusals, created)
-    insert_arrow(
-        con, "event_identity", stitched.attributions,
-        {"identifier_hash": membership.IDENTIFIER_HASH},
-    )  # fmt: skip
+    membership.insert_attributions(con, stitched.attributions)
     insert_arrow(con, "identity_blocked", stitched.blocked)
 
 
