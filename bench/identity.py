@@ -481,9 +481,9 @@ def build_warehouse(path: Path, profiles: int, seed: int = 5) -> dict:
         FROM p, (VALUES ('firstName'), ('lastName'), ('plan')) t(trait)
     """)  # fmt: skip
     con.execute("""
-        INSERT INTO computed_traits
-        SELECT id, c.name, to_json(i % 7), TIMESTAMP '2026-06-01'
-        FROM p, (VALUES ('orders'), ('last_seen')) c(name)
+        INSERT INTO profile_computed_traits
+        SELECT id, json_object('last_seen', i % 7, 'orders', i % 7), TIMESTAMP '2026-06-01'
+        FROM p
     """)  # fmt: skip
     con.execute("""
         INSERT INTO identity_refusals
