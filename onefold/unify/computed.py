@@ -26,6 +26,7 @@ import sqlglot
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlglot import exp
 
+from onefold.store.json_paths import extract_once
 from onefold.unify import membership
 from onefold.unify.membership import members_sql
 
@@ -240,7 +241,12 @@ def append_facts(con: duckdb.DuckDBPyConnection, traits: list[ComputedTrait], up
 
 
 def _facts_select(traits: list[ComputedTrait]) -> str:
-    return f"SELECT {_EVENT_COLUMNS}{_extracted(traits)} FROM events e"
+    paths = _json_paths(traits)
+    if not paths:
+        return f"SELECT {_EVENT_COLUMNS} FROM events e"
+    item, values = extract_once("raw", paths, "raw_values")
+    named = "".join(f', {value} AS "raw.{path}"' for path, value in zip(paths, values, strict=True))
+    return f"SELECT {_EVENT_COLUMNS}{named} FROM (SELECT *, {item} FROM events) e"
 
 
 def computed_sql(
