@@ -16,6 +16,7 @@ give the same values.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from datetime import datetime
 from typing import Literal
@@ -182,6 +183,8 @@ def _aggregate(trait: ComputedTrait) -> exp.Expression:
     return agg
 
 
+log = logging.getLogger("onefold.unify")
+
 _EVENT_COLUMNS = ", ".join(f"e.{column}" for column in sorted(_COLUMNS | {"seq"}))
 
 #: What the traits read of each event, extracted once: see :func:`append_facts`.
@@ -247,6 +250,30 @@ def _facts_select(traits: list[ComputedTrait]) -> str:
     item, values = extract_once("raw", paths, "raw_values")
     named = "".join(f', {value} AS "raw.{path}"' for path, value in zip(paths, values, strict=True))
     return f"SELECT {_EVENT_COLUMNS}{named} FROM (SELECT *, {item} FROM events) e"
+
+
+class Facts:
+    """The facts table as one process's micro-batches keep it: its columns checked against
+    the definitions once (the check costs a few milliseconds), then appended to by each
+    batch."""
+
+    def __init__(self) -> None:
+        self._checked_for: list[ComputedTrait] | None = None
+
+    def update(
+        self, con: duckdb.DuckDBPyConnection, traits: list[ComputedTrait], upto: int
+    ) -> None:
+        """Make the table hold ``traits``' facts of every stored event up to ``upto``."""
+        if self._checked_for != traits:
+            if ensure_facts(con, traits, upto):
+                log.info("made the computed traits' facts of the events up to seq %d", upto)
+            self._checked_for = list(traits)
+        append_facts(con, traits, upto)
+
+    def forget(self) -> None:
+        """The batch that checked the table was rolled back, with any table it made: the
+        next one checks again."""
+        self._checked_for = None
 
 
 def computed_sql(

@@ -349,8 +349,7 @@ class IdentityGraph:
         self.owner_index_limit = owner_index_limit
         self._owners: OwnerIndex | None = None
         self._resolved: Resolver | None = None  # the last batch's, until it is committed
-        # the definitions the computed traits' facts were checked for, once committed
-        self._facts_for: list[ComputedTrait] | None = None
+        self._facts = computed.Facts()
 
     def _process(self, con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
         blocked, never = overrides.active(con)
@@ -374,11 +373,7 @@ class IdentityGraph:
         members = membership.events_of_identifiers(con, identifiers)
         traits.refresh(con, self.trait_rules, touched, members)
         if self.computed_traits:
-            if self._facts_for != self.computed_traits:
-                if computed.ensure_facts(con, self.computed_traits, upto):
-                    log.info("made the computed traits' facts of the events up to seq %d", upto)
-                self._facts_for = list(self.computed_traits)
-            computed.append_facts(con, self.computed_traits, upto)
+            self._facts.update(con, self.computed_traits, upto)
         computed.refresh(con, self.computed_traits, self.clock(), touched, members, facts=True)
         publish.mark_batch(con, touched, after, upto)
         received = con.execute(
@@ -572,7 +567,7 @@ class IdentityGraph:
                 count = self.cursor.consume_range(self._process, limit)
             except BaseException:
                 self._forget_owners()
-                self._facts_for = None  # a table made in the batch went with it
+                self._facts.forget()
                 raise
             if self._resolved is not None and self._owners is not None:
                 self._owners.apply(self._resolved)  # committed: the index follows
