@@ -291,19 +291,36 @@ class ThreadClock:
         self.started = time.monotonic()
         self.start = self._read()
 
-    def _read(self) -> dict[int, float]:
+    def _read(self) -> dict[int, tuple[float, float]]:
         return {
-            int(task.name): process_cpu(self.pid, int(task.name))
+            int(task.name): (process_cpu(self.pid, int(task.name)), _runqueue_wait(task))
             for task in Path(f"/proc/{self.pid}/task").iterdir()
         }
 
-    def stop(self) -> dict[str, float]:
-        """Cores used per thread name (threads py-spy does not know: "other")."""
+    def stop(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Per thread name (threads py-spy does not know: "other"): the cores used, and
+        the share of the run spent runnable but waiting for a core (the scheduler's
+        run-queue delay; a thread waiting for the interpreter lock sleeps instead)."""
         end, wall = self._read(), time.monotonic() - self.started
         used: Counter[str] = Counter()
-        for tid, seconds in end.items():
-            used[self.names.get(tid, "other")] += (seconds - self.start.get(tid, 0.0)) / wall
-        return {name: round(cores, 2) for name, cores in used.most_common()}
+        waited: Counter[str] = Counter()
+        for tid, (seconds, queued) in end.items():
+            name = self.names.get(tid, "other")
+            was_seconds, was_queued = self.start.get(tid, (0.0, 0.0))
+            used[name] += (seconds - was_seconds) / wall
+            waited[name] += (queued - was_queued) / wall
+        return (
+            {name: round(cores, 2) for name, cores in used.most_common()},
+            {name: round(waited[name], 2) for name, _ in used.most_common()},
+        )
+
+
+def _runqueue_wait(task: Path) -> float:
+    """Seconds the thread has spent runnable, waiting for a core (``schedstat``)."""
+    try:
+        return int((task / "schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 class Profiler:
@@ -679,7 +696,7 @@ def main() -> None:
             figures["unify_messages_per_s"] = round(resolved / (time.monotonic() - load_started))
             probe.finish()
             if clock:
-                figures["thread_cores"] = clock.stop()
+                figures["thread_cores"], figures["thread_runqueue_wait"] = clock.stop()
             if profiler:
                 figures["profile"] = profiler.stop()
             sampler.phase = "lag: end"
@@ -715,6 +732,11 @@ def main() -> None:
         )
         if "thread_cores" in figures:
             print(f"  cores by server thread: {figures['thread_cores']}", flush=True)
+            print(
+                "  share of the run each thread waited for a core: "
+                f"{figures['thread_runqueue_wait']}",
+                flush=True,
+            )
         for name, unit in (("batches", "event"), ("publishes", "profile")):
             thirds = figures["rounds_during_load"][name]
             print(

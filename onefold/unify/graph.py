@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from onefold.collect.cursor import EventCursor
 from onefold.store import Warehouse, compaction
@@ -225,6 +226,27 @@ def touched_profiles(resolver: Resolver, changes: Changes) -> tuple[list[str], p
     return sorted(profiles), identifiers
 
 
+def traits_touched(resolver: Resolver, changes: Changes, observed: set[int]) -> list[str]:
+    """The profiles whose traits a batch may have changed, a few of those it touched: the
+    profiles its trait observations (the messages ``observed``) reach, the survivors of its
+    merges (they take the absorbed profiles' observations) and the profiles absorbed (their
+    rows go). Traits come only from observations, so a profile that only got other events
+    keeps its traits."""
+    surviving, owner = resolver.surviving, resolver.owner
+    profiles = {surviving(owner[(namespace, value)]) for seq, namespace, value in
+                changes.attributions if seq in observed}  # fmt: skip
+    for merge in changes.merges:
+        profiles.add(merge.surviving_id)
+        profiles.add(merge.absorbed_id)
+    return sorted(profiles)
+
+
+def members_of(members: pa.Table, profiles: list[str]) -> pa.Table:
+    """The rows of ``members`` (``profile_id``, ``seq``) of ``profiles``."""
+    wanted = pa.array(profiles, pa.string())
+    return members.filter(pc.is_in(members["profile_id"], value_set=wanted))
+
+
 def write_blocked(con: duckdb.DuckDBPyConnection, extracted: Extracted) -> None:
     if not extracted.blocked:
         return
@@ -371,7 +393,9 @@ class IdentityGraph:
         accounts.observe(con, after, upto)
         touched, identifiers = touched_profiles(resolver, changes)
         members = membership.events_of_identifiers(con, identifiers)
-        traits.refresh(con, self.trait_rules, touched, members)
+        observed = traits.observed_messages(con, after, upto)
+        retraited = traits_touched(resolver, changes, observed)
+        traits.refresh(con, self.trait_rules, retraited, members_of(members, retraited))
         if self.computed_traits:
             self._facts.update(con, self.computed_traits, upto)
         computed.refresh(con, self.computed_traits, self.clock(), touched, members, facts=True)

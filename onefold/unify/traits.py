@@ -78,6 +78,14 @@ def observe(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
     )
 
 
+def observed_messages(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> set[int]:
+    """The seqs of the messages in ``(after, upto]`` that gave trait observations."""
+    return {row[0] for row in con.execute(
+        "SELECT DISTINCT seq FROM trait_observations WHERE seq > $after AND seq <= $upto",
+        {"after": after, "upto": upto},
+    ).fetchall()}  # fmt: skip
+
+
 def _ranks(con: duckdb.DuckDBPyConnection, rules: TraitRules) -> pa.Table:
     """(trait or '*', source_id, rank) for the configured priorities; higher wins."""
     names = {row[0]: row[1] for row in con.execute("SELECT name, id FROM sources").fetchall()}

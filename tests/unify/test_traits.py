@@ -87,3 +87,50 @@ def test_incremental_traits_equal_a_full_recompute(tmp_path):
     onefold.identity.recompute_traits()
     assert set(con.execute(query).fetchall()) == incremental
     onefold.close()
+
+
+def test_a_merge_without_identify_calls_joins_the_traits_of_both_profiles(tmp_path):
+    """Traits are recomputed only for the profiles a batch's trait observations reach and
+    for those its merges change: a batch of track calls that merges two profiles gives the
+    survivor the traits of both, and leaves no rows of the absorbed profile."""
+    onefold = _open(tmp_path)
+    _send(onefold, "web", [
+        {"type": "identify", "anonymousId": "a-1", "traits": {"firstName": "Ann"},
+         "timestamp": "2026-05-01T10:00:00Z"},
+        {"type": "identify", "userId": "u-1", "traits": {"lastName": "Lee", "plan": "pro"},
+         "timestamp": "2026-05-01T10:01:00Z"},
+        {"type": "identify", "userId": "u-2", "traits": {"firstName": "Bo"},
+         "timestamp": "2026-05-01T10:02:00Z"},
+    ])  # fmt: skip
+    con = onefold.warehouse.cursor()
+    before = con.execute(
+        "SELECT profile_id, trait, value FROM profile_traits WHERE profile_id = ?",
+        [find_profile(con, Lookup("user_id", "u-2"))],
+    ).fetchall()
+    _send(onefold, "web", [
+        {"type": "track", "event": "Product Viewed", "anonymousId": "a-1", "userId": "u-1",
+         "timestamp": "2026-05-01T11:00:00Z"},
+        {"type": "track", "event": "Product Viewed", "userId": "u-2",
+         "timestamp": "2026-05-01T11:01:00Z"},
+    ])  # fmt: skip
+    assert find_profile(con, Lookup("anonymous_id", "a-1")) == find_profile(
+        con, Lookup("user_id", "u-1")
+    )
+    assert _traits(onefold, "user_id", "u-1") == {
+        "firstName": "Ann", "lastName": "Lee", "plan": "pro"
+    }  # fmt: skip
+    dead = con.execute(
+        "SELECT count(*) FROM profile_traits t JOIN identity_profiles p USING (profile_id) "
+        "WHERE p.merged_into IS NOT NULL"
+    ).fetchone()[0]
+    assert dead == 0
+    after = con.execute(
+        "SELECT profile_id, trait, value FROM profile_traits WHERE profile_id = ?",
+        [find_profile(con, Lookup("user_id", "u-2"))],
+    ).fetchall()
+    assert after == before
+    query = "SELECT profile_id, trait, value, source_id, seq FROM profile_traits ORDER BY ALL"
+    incremental = con.execute(query).fetchall()
+    onefold.identity.recompute_traits()
+    assert con.execute(query).fetchall() == incremental
+    onefold.close()
