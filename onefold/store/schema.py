@@ -235,4 +235,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE event_identity ADD COLUMN identifier_hash UHUGEINT;
     UPDATE event_identity SET identifier_hash = md5_number(namespace || chr(31) || value);
     """,
+    # 13: a mark may say that only a profile's computed traits changed, and carry them
+    # (see onefold.unify.publish): most events change nothing else, and the serving store
+    # then sets that part of the stored view instead of being given the whole view again.
+    # Marks made before it (no computed traits) ask for the whole view, as they did.
+    """
+    ALTER TABLE serving_dirty ADD COLUMN computed_traits VARCHAR;
+    ALTER TABLE serving_dirty ADD COLUMN batch_upto BIGINT;
+    """,
 ]

@@ -155,13 +155,7 @@ class ServingStore:
         stale = sorted(set(stale))
         profiles = list(profiles)
         with self._write_lock:
-            con = self._connection()
-            if not getattr(self._local, "writer", False):
-                con.execute("PRAGMA cache_size = -65536")  # 64 MB for the writer
-                # The writer never checkpoints: copying the WAL back into the database
-                # is left to a thread of its own (see _checkpoint_loop).
-                con.execute("PRAGMA wal_autocheckpoint = 0")
-                self._local.writer = True
+            con = self._writer()
             con.execute("BEGIN IMMEDIATE")
             try:
                 stored = _stored_keys(con, stale)
@@ -196,6 +190,43 @@ class ServingStore:
                 raise
             con.execute("COMMIT")
             self._wrote()
+
+    def set_computed_traits(self, profiles: list[tuple[str, str]]) -> list[str]:
+        """In one transaction: set the computed traits (JSON text) in the stored views of
+        these profiles, whose views changed in nothing else; returns the ids of those it
+        has no view of (they are to be given their whole views)."""
+        if not profiles:
+            return []
+        updated: set[str] = set()
+        with self._write_lock:
+            con = self._writer()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(profiles), ROWS_PER_STATEMENT):
+                    updated.update(row[0] for row in con.execute(
+                        "UPDATE profile_views SET view = CAST(json_set(CAST(view AS TEXT), "
+                        "'$.computed_traits', json(p.value ->> 1)) AS BLOB) "
+                        "FROM json_each(?) p WHERE profile_views.profile_id = p.value ->> 0 "
+                        "RETURNING profile_views.profile_id",
+                        (orjson.dumps(profiles[start : start + ROWS_PER_STATEMENT]),),
+                    ).fetchall())  # fmt: skip
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            self._wrote()
+        return [profile_id for profile_id, _ in profiles if profile_id not in updated]
+
+    def _writer(self) -> sqlite3.Connection:
+        """The calling thread's connection, set up for writing."""
+        con = self._connection()
+        if not getattr(self._local, "writer", False):
+            con.execute("PRAGMA cache_size = -65536")  # 64 MB for the writer
+            # The writer never checkpoints: copying the WAL back into the database is
+            # left to a thread of its own (see _checkpoint_loop).
+            con.execute("PRAGMA wal_autocheckpoint = 0")
+            self._local.writer = True
+        return con
 
     @property
     def unchecked_writes(self) -> int:

@@ -31,6 +31,14 @@ def observe(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
     )
 
 
+def grouped_messages(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> set[int]:
+    """The seqs of the group calls in ``(after, upto]`` (recorded by :func:`observe`)."""
+    return {row[0] for row in con.execute(
+        "SELECT seq FROM account_events WHERE seq > $after AND seq <= $upto",
+        {"after": after, "upto": upto},
+    ).fetchall()}  # fmt: skip
+
+
 def account_view(con: duckdb.DuckDBPyConnection, group_id: str) -> dict | None:
     seen = con.execute(
         'SELECT min("timestamp"), max("timestamp"), count(*) FROM account_events '

@@ -357,19 +357,23 @@ def refresh(
     profiles: list[str] | None,
     members: pa.Table | None = None,
     facts: bool = False,
-) -> None:
+    returning: bool = False,
+) -> dict[str, str]:
     """Recompute ``profile_computed_traits`` for ``profiles`` (every profile when None);
     ``members``, when given, are those profiles' events as ``(profile_id, seq)``
     (:func:`membership.events_of_identifiers`); with ``facts``, read from the facts table
-    (:func:`append_facts`)."""
+    (:func:`append_facts`). With ``returning``, returns the rows written: each profile's
+    computed traits as JSON text (a profile without any has no row)."""
     if not traits or (profiles is not None and not profiles):
-        return
+        return {}
     with membership.replacing(con, "profile_computed_traits", profiles, members) as source:
-        con.execute(
+        written = con.execute(
             f"""
             INSERT INTO profile_computed_traits
             SELECT profile_id, {_object(traits)}, CAST($as_of AS TIMESTAMP)
             FROM ({computed_sql(traits, members=source, facts=facts)})
+            {"RETURNING profile_id, CAST(traits AS VARCHAR)" if returning else ""}
             """,
             parameters(as_of),
         )
+        return dict(written.fetchall()) if returning else {}

@@ -226,19 +226,35 @@ def touched_profiles(resolver: Resolver, changes: Changes) -> tuple[list[str], p
     return sorted(profiles), identifiers
 
 
+def reached_or_merged(resolver: Resolver, changes: Changes, messages: set[int]) -> set[str]:
+    """The profiles a batch's ``messages`` (seqs) reach, with both sides of its merges."""
+    surviving, owner = resolver.surviving, resolver.owner
+    profiles = {surviving(owner[(namespace, value)]) for seq, namespace, value in
+                changes.attributions if seq in messages}  # fmt: skip
+    for merge in changes.merges:
+        profiles.add(merge.surviving_id)
+        profiles.add(merge.absorbed_id)
+    return profiles
+
+
 def traits_touched(resolver: Resolver, changes: Changes, observed: set[int]) -> list[str]:
     """The profiles whose traits a batch may have changed, a few of those it touched: the
     profiles its trait observations (the messages ``observed``) reach, the survivors of its
     merges (they take the absorbed profiles' observations) and the profiles absorbed (their
     rows go). Traits come only from observations, so a profile that only got other events
     keeps its traits."""
-    surviving, owner = resolver.surviving, resolver.owner
-    profiles = {surviving(owner[(namespace, value)]) for seq, namespace, value in
-                changes.attributions if seq in observed}  # fmt: skip
-    for merge in changes.merges:
-        profiles.add(merge.surviving_id)
-        profiles.add(merge.absorbed_id)
-    return sorted(profiles)
+    return sorted(reached_or_merged(resolver, changes, observed))
+
+
+def reshaped_profiles(resolver: Resolver, changes: Changes, messages: set[int]) -> set[str]:
+    """The profiles of which a batch changed more than the computed traits (see
+    :func:`onefold.unify.publish.mark_batch`): those that merged, got identifiers, or were
+    reached by ``messages`` (the batch's trait observations and group calls). A refused
+    link is found by :func:`~onefold.unify.publish.mark_batch` itself."""
+    profiles = reached_or_merged(resolver, changes, messages)
+    surviving = resolver.surviving
+    profiles.update(surviving(profile_id) for _, _, profile_id, _, _ in changes.new_identifiers)
+    return profiles
 
 
 def members_of(members: pa.Table, profiles: list[str]) -> pa.Table:
@@ -398,8 +414,15 @@ class IdentityGraph:
         traits.refresh(con, self.trait_rules, retraited, members_of(members, retraited))
         if self.computed_traits:
             self._facts.update(con, self.computed_traits, upto)
-        computed.refresh(con, self.computed_traits, self.clock(), touched, members, facts=True)
-        publish.mark_batch(con, touched, after, upto)
+        computed_traits = computed.refresh(
+            con, self.computed_traits, self.clock(), touched, members, facts=True,
+            returning=True,
+        )  # fmt: skip
+        grouped = accounts.grouped_messages(con, after, upto)
+        reshaped = reshaped_profiles(resolver, changes, observed | grouped)
+        if self.computed_traits:  # the others' views changed in their computed traits
+            computed_traits = {p: computed_traits.get(p, "{}") for p in touched}
+        publish.mark_batch(con, reshaped, after, upto, computed_traits)
         received = con.execute(
             "SELECT received_at FROM events WHERE seq > $after AND seq <= $upto",
             {"after": after, "upto": upto},

@@ -6,6 +6,12 @@ their views and keys in the serving store and only afterwards clears the marks. 
 in between leaves the marks, and the next publish (at the latest when Onefold starts)
 rewrites those profiles again: the serving store may lag the warehouse by a batch, never
 lose a change.
+
+Most events change nothing in a profile but its computed traits (a page view, an order):
+no identifier, merge, refused link, trait or account. A micro-batch marks such a profile
+with its new computed traits (:func:`mark_computed`), and the publish sets that part of
+the stored view (:meth:`ServingStore.set_computed_traits`) instead of building the whole
+view in the warehouse, which reads a dozen tables.
 """
 
 from __future__ import annotations
@@ -26,9 +32,31 @@ def mark_dirty(con: duckdb.DuckDBPyConnection, profile_ids: Iterable[str]) -> No
         return
     con.register("dirty_ids", pa.table({"profile_id": pa.array(ids, pa.string())}))
     try:
-        con.execute("INSERT INTO serving_dirty SELECT profile_id FROM dirty_ids")
+        con.execute("INSERT INTO serving_dirty (profile_id) SELECT profile_id FROM dirty_ids")
     finally:
         con.unregister("dirty_ids")
+
+
+def mark_computed(
+    con: duckdb.DuckDBPyConnection, computed_traits: dict[str, str], upto: int
+) -> None:
+    """Mark profiles of which a micro-batch (ending at seq ``upto``) changed only the
+    computed traits, with those traits (JSON text): the latest mark of a profile is what
+    its view is given, unless the profile is marked for its whole view too."""
+    if not computed_traits:
+        return
+    con.register("computed_marks", pa.table({
+        "profile_id": pa.array(list(computed_traits), pa.string()),
+        "computed_traits": pa.array(list(computed_traits.values()), pa.string()),
+    }))  # fmt: skip
+    try:
+        con.execute(
+            "INSERT INTO serving_dirty (profile_id, computed_traits, batch_upto) "
+            "SELECT profile_id, computed_traits, $upto FROM computed_marks",
+            {"upto": upto},
+        )
+    finally:
+        con.unregister("computed_marks")
 
 
 ALL = "*"
@@ -38,15 +66,21 @@ ALL = "*"
 def mark_all_dirty(con: duckdb.DuckDBPyConnection) -> None:
     """Every profile is to be published again (after a rebuild or a recompute, or for a new
     serving store): the next publish rebuilds the store from all live profiles."""
-    con.execute("INSERT INTO serving_dirty VALUES (?)", [ALL])
+    con.execute("INSERT INTO serving_dirty (profile_id) VALUES (?)", [ALL])
 
 
 def mark_batch(
-    con: duckdb.DuckDBPyConnection, touched: Iterable[str], after: int, upto: int
+    con: duckdb.DuckDBPyConnection,
+    reshaped: Iterable[str],
+    after: int,
+    upto: int,
+    computed_traits: dict[str, str] | None = None,
 ) -> None:
-    """Mark what one micro-batch changed: the profiles it touched, the profiles on either
-    side of the links it refused, and the profiles whose refusals name a profile it
-    absorbed (their views show the absorbed profile's survivor)."""
+    """Mark what one micro-batch changed. For their whole views: the profiles it
+    ``reshaped`` (more than their computed traits), the profiles on either side of the
+    links it refused, and the profiles whose refusals name a profile it absorbed (their
+    views show the absorbed profile's survivor). For their computed traits only: the
+    profiles of ``computed_traits`` that are none of those."""
     rows = con.execute(
         """
         SELECT profile_id FROM identity_refusals WHERE seq > $after AND seq <= $upto
@@ -60,7 +94,10 @@ def mark_batch(
         """,
         {"after": after, "upto": upto},
     ).fetchall()
-    mark_dirty(con, [*touched, *(row[0] for row in rows)])
+    whole = {*reshaped, *(row[0] for row in rows)}
+    mark_dirty(con, whole)
+    if computed_traits:
+        mark_computed(con, {p: t for p, t in computed_traits.items() if p not in whole}, upto)
 
 
 def pending(con: duckdb.DuckDBPyConnection) -> int:
@@ -93,13 +130,24 @@ def publish(
                 if not drain:
                     return total
                 continue
-            marked = [row[0] for row in con.execute(
-                "SELECT DISTINCT profile_id FROM serving_dirty ORDER BY 1 LIMIT ?", [chunk]
-            ).fetchall()]  # fmt: skip
-            if not marked:
+            rows = con.execute(
+                """
+                SELECT profile_id, bool_or(computed_traits IS NULL),
+                       arg_max(computed_traits, batch_upto)
+                FROM serving_dirty GROUP BY profile_id ORDER BY profile_id LIMIT ?
+                """,
+                [chunk],
+            ).fetchall()
+            if not rows:
                 return total
-            live = _live(con, marked)
-            store.replace(set(marked) | set(live), profile_views_and_keys(con, live))
+            marked = [profile_id for profile_id, _, _ in rows]
+            parts = [(profile_id, computed) for profile_id, whole, computed in rows if not whole]
+            # a profile the store has no view of yet is given its whole view
+            whole = [profile_id for profile_id, whole, _ in rows if whole]
+            whole += store.set_computed_traits(parts)
+            if whole:
+                live = _live(con, whole)
+                store.replace(set(whole) | set(live), profile_views_and_keys(con, live))
             con.register("published_ids", pa.table({"profile_id": pa.array(marked)}))
             try:
                 con.execute(

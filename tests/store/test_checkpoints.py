@@ -69,7 +69,8 @@ def test_a_checkpoint_still_drops_row_groups_whose_rows_are_all_deleted(warehous
     con.execute("DELETE FROM serving_dirty")
     for start in range(0, 500_000, 100_000):
         con.execute(
-            f"INSERT INTO serving_dirty SELECT 'p' || i FROM range({start}, {start + 100_000}) r(i)"
+            "INSERT INTO serving_dirty (profile_id) "
+            f"SELECT 'p' || i FROM range({start}, {start + 100_000}) r(i)"
         )
         con.execute(
             "DELETE FROM serving_dirty "

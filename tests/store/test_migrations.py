@@ -36,3 +36,21 @@ def test_event_identity_gets_the_identifier_hashes_of_its_rows(tmp_path, monkeyp
         assert sorted(members.column("seq").to_pylist()) == [1, 3]
     finally:
         new.close()
+
+
+def test_marks_made_before_computed_trait_marks_ask_for_whole_views(tmp_path, monkeypatch):
+    path = tmp_path / "w.duckdb"
+    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:12])
+    old = Warehouse(path)
+    old.cursor().execute("DELETE FROM serving_dirty")
+    old.cursor().execute("INSERT INTO serving_dirty VALUES ('pr_1'), ('pr_2')")
+    old.close()
+    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS)
+    new = Warehouse(path)
+    try:
+        rows = new.cursor().execute(
+            "SELECT profile_id, computed_traits, batch_upto FROM serving_dirty ORDER BY 1"
+        ).fetchall()
+        assert rows == [("pr_1", None, None), ("pr_2", None, None)]
+    finally:
+        new.close()

@@ -113,6 +113,96 @@ def test_new_events_reach_the_served_profile(onefold):
     assert_served_as_stored(onefold)
 
 
+def _orders(user_ids: list[str], revenue: float = 10.0) -> list[dict]:
+    """An order of each user, placed before the households' clock (computed traits count
+    the events up to it)."""
+    return [
+        {"type": "track", "event": "Order Completed", "userId": user_id,
+         "timestamp": "2026-05-20T10:00:00Z",
+         "properties": {"order_id": f"o-{user_id}-{revenue}", "revenue": revenue}}
+        for user_id in user_ids
+    ]  # fmt: skip
+
+
+def _known_users(instance: Onefold, count: int) -> list[str]:
+    return [row[0] for row in instance.warehouse.cursor().execute(
+        "SELECT value FROM identifiers WHERE namespace = 'user_id' ORDER BY value LIMIT ?",
+        [count],
+    ).fetchall()]  # fmt: skip
+
+
+def test_events_that_change_only_computed_traits_set_them_in_the_stored_views(onefold, monkeypatch):
+    """Orders of known customers change nothing but their computed traits: the batch marks
+    them with their computed traits and the publish sets that part of each stored view,
+    without building the views in the warehouse; the views equal the warehouse's, and the
+    latest of two batches' marks wins."""
+    users = _known_users(onefold, 12)
+    assert len(users) == 12
+    web = onefold.sources.list()[0].name
+    built: list[str] = []
+    views_and_keys = publish.profile_views_and_keys
+
+    def recording(con, profile_ids):
+        built.extend(profile_ids)
+        return views_and_keys(con, profile_ids)
+
+    monkeypatch.setattr(publish, "profile_views_and_keys", recording)
+    con = onefold.warehouse.cursor()
+    for revenue in (10.0, 25.0):  # two batches, one publish
+        send(onefold, web, _orders(users, revenue=revenue))
+        onefold.log.rotate()
+        onefold.loader.load_now()
+        assert onefold.identity.process() == len(users)
+    marks = con.execute(
+        "SELECT count(*), count(computed_traits), count(DISTINCT profile_id) FROM serving_dirty"
+    ).fetchall()
+    assert marks == [(2 * len(users), 2 * len(users), len(users))]
+    assert onefold.identity.publish() == len(users)
+    assert built == []
+    assert_served_as_stored(onefold)
+    view = orjson.loads(onefold.serving.view(_owner(onefold, "user_id", users[0])))
+    stored = orjson.loads(con.execute(
+        "SELECT traits FROM profile_computed_traits WHERE profile_id = ?",
+        [_owner(onefold, "user_id", users[0])],
+    ).fetchall()[0][0])  # fmt: skip
+    assert view["computed_traits"] == stored
+    assert stored["orders"] >= 2 and stored["revenue"] >= 35.0  # both batches' orders
+
+
+def test_a_profile_marked_for_its_computed_traits_but_not_served_gets_its_whole_view(onefold):
+    users = _known_users(onefold, 3)
+    gone = _owner(onefold, "user_id", users[0])
+    store = sqlite3.connect(onefold.serving.path)
+    store.execute("DELETE FROM profile_views WHERE profile_id = ?", (gone,))
+    store.commit()
+    store.close()
+    send(onefold, onefold.sources.list()[0].name, _orders(users))
+    onefold.flush()
+    assert onefold.serving.view(gone) is not None
+    assert_served_as_stored(onefold)
+
+
+def test_without_computed_traits_events_that_change_nothing_else_mark_nothing(tmp_path):
+    instance = Onefold(Settings(data_dir=tmp_path / "data", admin_token="t",
+                                unify_interval_ms=10**9, computed_traits=[]))  # fmt: skip
+    try:
+        web = instance.sources.create("web", "web").name
+        send(instance, web, [
+            {"type": "identify", "userId": f"u-{i}", "traits": {"firstName": f"N{i}"}}
+            for i in range(5)
+        ])  # fmt: skip
+        instance.flush()
+        send(instance, web, _orders([f"u-{i}" for i in range(5)]))
+        instance.log.rotate()
+        instance.loader.load_now()
+        con = instance.warehouse.cursor()
+        assert instance.identity.process() == 5
+        assert publish.pending(con) == 0
+        assert_served_as_stored(instance)
+    finally:
+        instance.close()
+
+
 def test_a_failed_publish_is_retried_and_loses_nothing(onefold, monkeypatch):
     store = onefold.serving
     original = store.replace
