@@ -71,3 +71,33 @@ def test_batched_loads_store_what_one_by_one_loads_store(tmp_path, seed, duplica
     assert sum(stored for _, _, stored in results) == len(events)
     if duplicates:
         assert len(events) < sum(messages for _, messages, _ in results)
+
+
+def test_a_message_stored_before_is_skipped_and_the_rest_of_its_load_is_kept(tmp_path):
+    """Loads take their messages as new and fall back to skipping stored ones when one
+    comes again (a retried batch): the segment's other messages are all stored, once."""
+    directory = tmp_path / "segments"
+    directory.mkdir()
+
+    def segment(number: int, message_ids: list[str]) -> Path:
+        envelope = Envelope("src_a", f"r{number}", "POST /v1/batch", datetime(2025, 1, 1))
+        records = [
+            land_message({"type": "track", "event": "E", "userId": "u", "messageId": m},
+                         envelope, k)
+            for k, m in enumerate(message_ids)
+        ]  # fmt: skip
+        path = segment_path(directory, number)
+        path.write_bytes(b"".join(records))
+        return path
+
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    try:
+        first = load_segments(warehouse, [segment(0, ["m1", "m2"])])
+        again = load_segments(warehouse, [segment(1, ["m3", "m2", "m4", "m3"])])
+        assert [(r.messages, r.stored) for r in first + again] == [(2, 2), (4, 2)]
+        con = warehouse.cursor()
+        stored = con.execute("SELECT message_id FROM events ORDER BY seq").fetchall()
+        assert [row[0] for row in stored] == ["m1", "m2", "m3", "m4"]
+        assert con.execute("SELECT count(*) FROM message_keys").fetchall() == [(4,)]
+    finally:
+        warehouse.close()

@@ -48,9 +48,11 @@ def test_marks_made_before_computed_trait_marks_ask_for_whole_views(tmp_path, mo
     monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS)
     new = Warehouse(path)
     try:
-        rows = new.cursor().execute(
-            "SELECT profile_id, computed_traits, batch_upto FROM serving_dirty ORDER BY 1"
-        ).fetchall()
+        rows = (
+            new.cursor()
+            .execute("SELECT profile_id, computed_traits, batch_upto FROM serving_dirty ORDER BY 1")
+            .fetchall()
+        )
         assert rows == [("pr_1", None, None), ("pr_2", None, None)]
     finally:
         new.close()
