@@ -21,7 +21,8 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -154,42 +155,33 @@ class ServingStore:
         first, and only the difference is written."""
         stale = sorted(set(stale))
         profiles = list(profiles)
-        with self._write_lock:
-            con = self._writer()
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                stored = _stored_keys(con, stale)
-                # Only the profiles whose keys changed (and the ids no longer live) are
-                # compared key by key.
-                before: set[tuple[str, str, str]] = set()
-                after: set[tuple[str, str, str]] = set()
-                for profile_id, _, owned in profiles:
-                    old = stored.pop(profile_id, None)
-                    if old != owned:
-                        after.update(_keys(profile_id, owned))
-                        if old is not None:
-                            before.update(_keys(profile_id, old))
-                for profile_id, old in stored.items():
-                    before.update(_keys(profile_id, old))
-                con.execute(
-                    "DELETE FROM profile_keys WHERE (namespace, value) IN "
-                    "(SELECT value ->> 0, value ->> 1 FROM json_each(?))",
-                    (orjson.dumps([key[:2] for key in before - after]),),
-                )
-                _upsert_keys(con, sorted(after - before))
-                live = {profile_id for profile_id, _, _ in profiles}
-                gone = [profile_id for profile_id in stale if profile_id not in live]
-                con.execute(
-                    "DELETE FROM profile_views "
-                    "WHERE profile_id IN (SELECT value FROM json_each(?))",
-                    (orjson.dumps(gone),),
-                )
-                _upsert_views(con, profiles)
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-            self._wrote()
+        with self._writing() as con:
+            stored = _stored_keys(con, stale)
+            # Only the profiles whose keys changed (and the ids no longer live) are
+            # compared key by key.
+            before: set[tuple[str, str, str]] = set()
+            after: set[tuple[str, str, str]] = set()
+            for profile_id, _, owned in profiles:
+                old = stored.pop(profile_id, None)
+                if old != owned:
+                    after.update(_keys(profile_id, owned))
+                    if old is not None:
+                        before.update(_keys(profile_id, old))
+            for profile_id, old in stored.items():
+                before.update(_keys(profile_id, old))
+            con.execute(
+                "DELETE FROM profile_keys WHERE (namespace, value) IN "
+                "(SELECT value ->> 0, value ->> 1 FROM json_each(?))",
+                (orjson.dumps([key[:2] for key in before - after]),),
+            )
+            _upsert_keys(con, sorted(after - before))
+            live = {profile_id for profile_id, _, _ in profiles}
+            gone = [profile_id for profile_id in stale if profile_id not in live]
+            con.execute(
+                "DELETE FROM profile_views WHERE profile_id IN (SELECT value FROM json_each(?))",
+                (orjson.dumps(gone),),
+            )
+            _upsert_views(con, profiles)
 
     def set_computed_traits(self, profiles: list[tuple[str, str]]) -> list[str]:
         """In one transaction: set the computed traits (JSON text) in the stored views of
@@ -198,35 +190,37 @@ class ServingStore:
         if not profiles:
             return []
         updated: set[str] = set()
+        with self._writing() as con:
+            for start in range(0, len(profiles), ROWS_PER_STATEMENT):
+                updated.update(row[0] for row in con.execute(
+                    "UPDATE profile_views SET view = CAST(json_set(CAST(view AS TEXT), "
+                    "'$.computed_traits', json(p.value ->> 1)) AS BLOB) "
+                    "FROM json_each(?) p WHERE profile_views.profile_id = p.value ->> 0 "
+                    "RETURNING profile_views.profile_id",
+                    (orjson.dumps(profiles[start : start + ROWS_PER_STATEMENT]),),
+                ).fetchall())  # fmt: skip
+        return [profile_id for profile_id, _ in profiles if profile_id not in updated]
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, on the calling thread's connection set up for writing;
+        rolled back if the block raises."""
         with self._write_lock:
-            con = self._writer()
+            con = self._connection()
+            if not getattr(self._local, "writer", False):
+                con.execute("PRAGMA cache_size = -65536")  # 64 MB for the writer
+                # The writer never checkpoints: copying the WAL back into the database is
+                # left to a thread of its own (see _checkpoint_loop).
+                con.execute("PRAGMA wal_autocheckpoint = 0")
+                self._local.writer = True
             con.execute("BEGIN IMMEDIATE")
             try:
-                for start in range(0, len(profiles), ROWS_PER_STATEMENT):
-                    updated.update(row[0] for row in con.execute(
-                        "UPDATE profile_views SET view = CAST(json_set(CAST(view AS TEXT), "
-                        "'$.computed_traits', json(p.value ->> 1)) AS BLOB) "
-                        "FROM json_each(?) p WHERE profile_views.profile_id = p.value ->> 0 "
-                        "RETURNING profile_views.profile_id",
-                        (orjson.dumps(profiles[start : start + ROWS_PER_STATEMENT]),),
-                    ).fetchall())  # fmt: skip
+                yield con
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
             self._wrote()
-        return [profile_id for profile_id, _ in profiles if profile_id not in updated]
-
-    def _writer(self) -> sqlite3.Connection:
-        """The calling thread's connection, set up for writing."""
-        con = self._connection()
-        if not getattr(self._local, "writer", False):
-            con.execute("PRAGMA cache_size = -65536")  # 64 MB for the writer
-            # The writer never checkpoints: copying the WAL back into the database is
-            # left to a thread of its own (see _checkpoint_loop).
-            con.execute("PRAGMA wal_autocheckpoint = 0")
-            self._local.writer = True
-        return con
 
     @property
     def unchecked_writes(self) -> int:
