@@ -430,6 +430,35 @@ def test_the_store_keeps_any_text_byte_for_byte(tmp_path, monkeypatch):
         store.close()
 
 
+def test_setting_computed_traits_keeps_the_rest_of_the_view_byte_for_byte(tmp_path, monkeypatch):
+    """A view whose computed traits are set alone is the view built whole with them: the
+    same bytes, whatever characters either part holds, with the parts in their order; a
+    profile without a view is reported, not created."""
+    monkeypatch.setattr(serving, "ROWS_PER_STATEMENT", 3)
+    store = ServingStore(tmp_path / "serving")
+    awkward = ['qu"ote', "back\\slash", "tab\tnew\nline", "Zoë 😀", "00123", "1e5", "\u2028",
+               "</script>"]  # fmt: skip
+    try:
+        views = {}
+        for n, text in enumerate(awkward):
+            views[f"pr_{n}"] = {"profile_id": f"pr_{n}", "traits": {"name": {"value": text}},
+                                "computed_traits": {"orders": 1}, "accounts": [text]}  # fmt: skip
+        store.replace([], [(p, orjson.dumps(v), b"[]") for p, v in views.items()])
+        computed = {
+            p: {"favourite": text, "revenue": 12.5, "big": 1.5e300, "id": 12345678901234567}
+            for p, text in zip(views, awkward, strict=True)
+        }
+        parts = [(p, orjson.dumps(c).decode()) for p, c in computed.items()]
+        assert store.set_computed_traits([*parts, ("pr_missing", "{}")]) == ["pr_missing"]
+        for profile_id, view in views.items():
+            assert store.view(profile_id) == orjson.dumps(
+                {**view, "computed_traits": computed[profile_id]}
+            )
+        assert store.view("pr_missing") is None
+    finally:
+        store.close()
+
+
 def test_a_failed_checkpoint_is_logged_and_the_next_write_asks_again(tmp_path, monkeypatch, caplog):
     """The checkpoint thread survives an SQLite error: it logs it, leaves the writes
     counted as not yet in the file, and checkpoints them after the next write."""
