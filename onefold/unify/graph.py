@@ -420,7 +420,7 @@ class IdentityGraph:
         )  # fmt: skip
         grouped = accounts.grouped_messages(con, after, upto)
         reshaped = reshaped_profiles(resolver, changes, observed | grouped)
-        if self.computed_traits:  # the others' views changed in their computed traits
+        if self.computed_traits:  # a touched profile without a row shows none
             computed_traits = {p: computed_traits.get(p, "{}") for p in touched}
         publish.mark_batch(con, reshaped, after, upto, computed_traits)
         received = con.execute(
