@@ -226,15 +226,13 @@ def touched_profiles(resolver: Resolver, changes: Changes) -> tuple[list[str], p
     return sorted(profiles), identifiers
 
 
-def reached_or_merged(resolver: Resolver, changes: Changes, messages: set[int]) -> set[str]:
-    """The profiles a batch's ``messages`` (seqs) reach, with both sides of its merges."""
+def reached(resolver: Resolver, changes: Changes, messages: set[int]) -> set[str]:
+    """The live profiles a batch's ``messages`` (seqs) reach."""
+    if not messages:
+        return set()
     surviving, owner = resolver.surviving, resolver.owner
-    profiles = {surviving(owner[(namespace, value)]) for seq, namespace, value in
-                changes.attributions if seq in messages}  # fmt: skip
-    for merge in changes.merges:
-        profiles.add(merge.surviving_id)
-        profiles.add(merge.absorbed_id)
-    return profiles
+    return {surviving(owner[(namespace, value)]) for seq, namespace, value in
+            changes.attributions if seq in messages}  # fmt: skip
 
 
 def traits_touched(resolver: Resolver, changes: Changes, observed: set[int]) -> list[str]:
@@ -243,16 +241,23 @@ def traits_touched(resolver: Resolver, changes: Changes, observed: set[int]) -> 
     merges (they take the absorbed profiles' observations) and the profiles absorbed (their
     rows go). Traits come only from observations, so a profile that only got other events
     keeps its traits."""
-    return sorted(reached_or_merged(resolver, changes, observed))
+    profiles = reached(resolver, changes, observed)
+    for merge in changes.merges:
+        profiles.add(merge.surviving_id)
+        profiles.add(merge.absorbed_id)
+    return sorted(profiles)
 
 
-def reshaped_profiles(resolver: Resolver, changes: Changes, messages: set[int]) -> set[str]:
+def reshaped_profiles(
+    resolver: Resolver, changes: Changes, retraited: list[str], grouped: set[int]
+) -> set[str]:
     """The profiles of which a batch changed more than the computed traits (see
-    :func:`onefold.unify.publish.mark_batch`): those that merged, got identifiers, or were
-    reached by ``messages`` (the batch's trait observations and group calls). A refused
-    link is found by :func:`~onefold.unify.publish.mark_batch` itself."""
-    profiles = reached_or_merged(resolver, changes, messages)
+    :func:`onefold.unify.publish.mark_batch`): those whose traits it may have changed
+    (``retraited``, :func:`traits_touched`: merges included), those that got identifiers,
+    and those its group calls (the messages ``grouped``) reach. A refused link is found by
+    :func:`~onefold.unify.publish.mark_batch` itself."""
     surviving = resolver.surviving
+    profiles = {*retraited, *reached(resolver, changes, grouped)}
     profiles.update(surviving(profile_id) for _, _, profile_id, _, _ in changes.new_identifiers)
     return profiles
 
@@ -419,7 +424,7 @@ class IdentityGraph:
             returning=True,
         )  # fmt: skip
         grouped = accounts.grouped_messages(con, after, upto)
-        reshaped = reshaped_profiles(resolver, changes, observed | grouped)
+        reshaped = reshaped_profiles(resolver, changes, retraited, grouped)
         if self.computed_traits:  # a touched profile without a row shows none
             computed_traits = {p: computed_traits.get(p, "{}") for p in touched}
         publish.mark_batch(con, reshaped, after, upto, computed_traits)
