@@ -169,6 +169,48 @@ def test_events_that_change_only_computed_traits_set_them_in_the_stored_views(on
     assert stored["orders"] >= 2 and stored["revenue"] >= 35.0  # both batches' orders
 
 
+def test_group_calls_and_identify_calls_of_served_profiles_give_them_whole_views(onefold):
+    """A group call or an identify call changes a served profile's accounts or traits
+    without any new identifier: the profile is given its whole view, not only its
+    computed traits."""
+    member, renamed = _known_users(onefold, 2)
+    send(onefold, onefold.sources.list()[0].name, [
+        {"type": "group", "userId": member, "groupId": "acme-gmbh",
+         "traits": {"name": "Acme"}, "timestamp": "2026-05-20T10:00:00Z"},
+        {"type": "identify", "userId": renamed, "traits": {"plan": "gold-tier"},
+         "timestamp": "2026-05-20T10:00:00Z"},
+    ])  # fmt: skip
+    onefold.flush()
+    assert (
+        "acme-gmbh"
+        in orjson.loads(onefold.serving.view(_owner(onefold, "user_id", member)))["accounts"]
+    )
+    traits = orjson.loads(onefold.serving.view(_owner(onefold, "user_id", renamed)))["traits"]
+    assert traits["plan"]["value"] == "gold-tier"
+    assert_served_as_stored(onefold)
+
+
+def test_a_failed_write_of_computed_traits_is_retried_and_loses_nothing(onefold, monkeypatch):
+    users = _known_users(onefold, 4)
+    store = onefold.serving
+    original = store.set_computed_traits
+
+    def failing(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "set_computed_traits", failing)
+    send(onefold, onefold.sources.list()[0].name, _orders(users, revenue=77.0))
+    onefold.log.rotate()
+    onefold.loader.load_now()
+    with pytest.raises(OSError):
+        onefold.identity.process_all()
+    con = onefold.warehouse.cursor()
+    assert publish.pending(con) == len(users)  # the marks wait
+    monkeypatch.setattr(store, "set_computed_traits", original)
+    assert onefold.identity.publish() == len(users)
+    assert_served_as_stored(onefold)
+
+
 def test_a_profile_marked_for_its_computed_traits_but_not_served_gets_its_whole_view(onefold):
     users = _known_users(onefold, 3)
     gone = _owner(onefold, "user_id", users[0])
