@@ -268,6 +268,16 @@ def members_of(members: pa.Table, profiles: list[str]) -> pa.Table:
     return members.filter(pc.is_in(members["profile_id"], value_set=wanted))
 
 
+def message_types(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> set[str]:
+    """The message types among the events in ``(after, upto]``. A micro-batch skips the
+    steps of types it has none of (most have no merge or group call): each statement
+    costs milliseconds of planning, whatever it finds."""
+    return {row[0] for row in con.execute(
+        "SELECT DISTINCT type FROM events WHERE seq > $after AND seq <= $upto",
+        {"after": after, "upto": upto},
+    ).fetchall()}  # fmt: skip
+
+
 def write_blocked(con: duckdb.DuckDBPyConnection, extracted: Extracted) -> None:
     if not extracted.blocked:
         return
@@ -396,7 +406,8 @@ class IdentityGraph:
 
     def _process(self, con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
         blocked, never = overrides.active(con)
-        extracted = extract(con, self.rules, after, upto, blocked)
+        kinds = message_types(con, after, upto)
+        extracted = extract(con, self.rules, after, upto, blocked, merges="merge" in kinds)
         keys = {key for message in extracted.messages for key in message.identifiers}
         placed = links.active_between(con, after, upto)  # only when rebuilding
         keys.update(key for link in placed for key in (link.a, link.b))
@@ -410,11 +421,14 @@ class IdentityGraph:
         self._resolved = resolver
         write_changes(con, resolver, changes, "deterministic", links.merge_details(placed))
         write_blocked(con, extracted)
-        traits.observe(con, after, upto)
-        accounts.observe(con, after, upto)
+        identified, grouped_any = "identify" in kinds, "group" in kinds
+        if identified:
+            traits.observe(con, after, upto)
+        if grouped_any:
+            accounts.observe(con, after, upto)
         touched, identifiers = touched_profiles(resolver, changes)
         members = membership.events_of_identifiers(con, identifiers)
-        observed = traits.observed_messages(con, after, upto)
+        observed = traits.observed_messages(con, after, upto) if identified else set()
         retraited = traits_touched(resolver, changes, observed)
         traits.refresh(con, self.trait_rules, retraited, members_of(members, retraited))
         if self.computed_traits:
@@ -423,7 +437,7 @@ class IdentityGraph:
             con, self.computed_traits, self.clock(), touched, members, facts=True,
             returning=True,
         )  # fmt: skip
-        grouped = accounts.grouped_messages(con, after, upto)
+        grouped = accounts.grouped_messages(con, after, upto) if grouped_any else set()
         reshaped = reshaped_profiles(resolver, changes, retraited, grouped)
         if self.computed_traits:  # a touched profile without a row shows none
             computed_traits = {p: computed_traits.get(p, "{}") for p in touched}

@@ -127,6 +127,7 @@ def extraction_sql(
     rules: IdentityRules,
     where: str = "seq > $after AND seq <= $upto",
     parse_once: bool = True,
+    merges: bool = True,
 ) -> str:
     """One row per (event, namespace, value) for the events ``where`` selects (by default
     those with ``$after < seq <= $upto``).
@@ -139,7 +140,10 @@ def extraction_sql(
     (``json_extract_string`` → ``get_json_object``, ``regexp_matches`` → ``RLIKE``,
     ``coalesce``, ``VALUES``, ``UNION ALL``), so :mod:`onefold.unify.spark_stitch` runs
     the same query on Spark, with ``parse_once`` off; on, the paths of each message are
-    read with one parse of its JSON (:func:`_values_parsed_once`), in DuckDB only."""
+    read with one parse of its JSON (:func:`_values_parsed_once`), in DuckDB only.
+    Without ``merges`` the events are known to hold no merge call, and the query leaves
+    that part out: DuckDB plans it at every call, which took as long as running the
+    rest on a micro-batch of a few hundred events."""
     paths: list[str] = []
     picks: list[tuple[int, str, str]] = []  # (path column, namespace, normaliser)
     for namespace in rules.ordered():
@@ -148,13 +152,14 @@ def extraction_sql(
             if path not in paths:
                 paths.append(path)
             picks.append((paths.index(path), namespace, rule.normalise))
-    if not rules.namespaces:
+    if not rules.namespaces or not (picks or merges):
         return """
             SELECT seq, message_id, source_id, CAST(NULL AS VARCHAR) AS locale,
                    CAST(NULL AS VARCHAR) AS namespace, CAST(NULL AS VARCHAR) AS value
             FROM events WHERE FALSE
         """
-    found = _merge_sql(rules, where)
+    merge_rows = _merge_sql(rules, where) if merges else None
+    found = merge_rows
     if picks:
         if parse_once:
             parsed, values = _values_parsed_once(["context.locale", *paths])
@@ -172,9 +177,9 @@ def extraction_sql(
                 SELECT seq, message_id, source_id, {values["context.locale"]} AS locale{columns}
                 FROM {events}
             ) b CROSS JOIN (VALUES {rows}) AS k(pick, namespace, normalise)
-            UNION ALL
-            {found}
         """
+        if merge_rows:
+            found += f"UNION ALL {merge_rows}"
     return f"""
         WITH found AS ({found}),
         picked AS (
@@ -264,8 +269,12 @@ def extract(
     after: int,
     upto: int,
     blocked_keys: frozenset[Key] = frozenset(),
+    merges: bool = True,
 ) -> Extracted:
-    rows = con.execute(extraction_sql(rules), {"after": after, "upto": upto}).fetchall()
+    """The identifiers of the events in ``(after, upto]``, by message; without
+    ``merges``, the caller knows that none of them is a merge call."""
+    sql = extraction_sql(rules, merges=merges)
+    rows = con.execute(sql, {"after": after, "upto": upto}).fetchall()
     return group_messages(rows, rules, blocked_keys)
 
 

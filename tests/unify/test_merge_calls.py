@@ -10,6 +10,7 @@ from onefold.collect.ingest import prepare
 from onefold.collect.messages import Envelope, now_utc
 from onefold.runtime import Onefold
 from onefold.settings import Settings
+from onefold.unify.graph import message_types
 from onefold.unify.identifiers import (
     MAX_MERGE_PROPERTIES,
     extraction_sql,
@@ -207,6 +208,13 @@ def test_merge_types_name_declared_namespaces_and_the_rest_is_counted():
             ("loyalty_card", "lc-77"),
         }
         assert {k[1:] for k in keys if k[0] == seq3} == {("user_id", "u3")}
+        # a batch known to hold no merge call leaves the entries out, and nothing else
+        without = con.execute(extraction_sql(rules, where="TRUE", merges=False)).fetchall()
+        assert {(row[0], row[4], row[5]) for row in without} == {
+            key for key in keys if key[0] == seq3 or key[1] == "user_id"
+        }
+        assert message_types(con, 0, seq3) == {"merge", "identify"}
+        assert message_types(con, seq2, seq3) == {"identify"}
         emails = {k[2] for k in keys if k[0] == seq2 and k[1] == "email"}
         assert emails == {f"m{i}@example.com" for i in range(MAX_MERGE_PROPERTIES)}
         assert (
