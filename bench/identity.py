@@ -477,12 +477,14 @@ def build_warehouse(path: Path, profiles: int, seed: int = 5) -> dict:
     """)  # fmt: skip
     con.execute("""
         INSERT INTO profile_traits
-        SELECT id, t.trait, to_json(t.trait || '-' || i), 'src_web', seq0, TIMESTAMP '2026-01-01'
+        SELECT id, t.trait, to_json(t.trait || '-' || i), 'src_web', seq0, TIMESTAMP '2026-01-01',
+               md5_number(id)
         FROM p, (VALUES ('firstName'), ('lastName'), ('plan')) t(trait)
     """)  # fmt: skip
     con.execute("""
         INSERT INTO profile_computed_traits
-        SELECT id, json_object('last_seen', i % 7, 'orders', i % 7), TIMESTAMP '2026-06-01'
+        SELECT id, json_object('last_seen', i % 7, 'orders', i % 7), TIMESTAMP '2026-06-01',
+               md5_number(id)
         FROM p
     """)  # fmt: skip
     con.execute("""

@@ -243,4 +243,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE serving_dirty ADD COLUMN computed_traits VARCHAR;
     ALTER TABLE serving_dirty ADD COLUMN batch_upto BIGINT;
     """,
+    # 14: the per-profile tables that micro-batches replace rows of hold each row's profile
+    # as a 128-bit hash too (see onefold.unify.membership.PROFILE_HASH): finding the rows
+    # of a few thousand profiles reads that one integer column instead of every row's id.
+    """
+    ALTER TABLE profile_traits ADD COLUMN profile_hash UHUGEINT;
+    UPDATE profile_traits SET profile_hash = md5_number(profile_id);
+    ALTER TABLE profile_computed_traits ADD COLUMN profile_hash UHUGEINT;
+    UPDATE profile_computed_traits SET profile_hash = md5_number(profile_id);
+    """,
 ]

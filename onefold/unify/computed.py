@@ -369,8 +369,9 @@ def refresh(
     with membership.replacing(con, "profile_computed_traits", profiles, members) as source:
         written = con.execute(
             f"""
-            INSERT INTO profile_computed_traits
-            SELECT profile_id, {_object(traits)}, CAST($as_of AS TIMESTAMP)
+            INSERT INTO profile_computed_traits (profile_id, traits, as_of, profile_hash)
+            SELECT profile_id, {_object(traits)}, CAST($as_of AS TIMESTAMP),
+                   {membership.PROFILE_HASH}
             FROM ({computed_sql(traits, members=source, facts=facts)})
             {"RETURNING profile_id, CAST(traits AS VARCHAR)" if returning else ""}
             """,

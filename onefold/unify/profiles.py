@@ -14,6 +14,7 @@ from onefold.errors import OnefoldError
 from onefold.store import Warehouse
 from onefold.store.serving import PROFILE_NAMESPACE, ServingStore
 from onefold.unify.identifiers import normalise_phone
+from onefold.unify.membership import PROFILE_HASH
 from onefold.unify.rules import IdentityRules
 
 
@@ -95,11 +96,11 @@ WITH owners AS (
                'value', t.value, 'source', s.name, 'updated_at', {_iso('t."timestamp"')}
            ), ',' ORDER BY t.trait) || '}}') AS j
     FROM profile_traits t LEFT JOIN sources s ON s.id = t.source_id
-    WHERE t.profile_id IN (SELECT profile_id FROM view_ids)
+    WHERE t.profile_hash IN (SELECT {PROFILE_HASH} FROM view_ids)
     GROUP BY t.profile_id
 ), computed AS (
     SELECT profile_id, CAST(traits AS VARCHAR) AS j FROM profile_computed_traits
-    WHERE profile_id IN (SELECT profile_id FROM view_ids)
+    WHERE profile_hash IN (SELECT {PROFILE_HASH} FROM view_ids)
 ), accounts AS (
     SELECT profile_id,
            ('[' || string_agg(to_json(group_id), ',' ORDER BY group_id) || ']') AS j FROM (

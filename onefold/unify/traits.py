@@ -119,7 +119,10 @@ def refresh(
             con.execute(
                 f"""
                 INSERT INTO profile_traits
-                SELECT profile_id, trait, value, source_id, seq, "timestamp" FROM (
+                    (profile_id, trait, value, source_id, seq, "timestamp", profile_hash)
+                SELECT profile_id, trait, value, source_id, seq, "timestamp",
+                       {membership.PROFILE_HASH}
+                FROM (
                     SELECT m.profile_id, o.trait, o.value, o.source_id, o.seq, o."timestamp",
                            row_number() OVER (
                                PARTITION BY m.profile_id, o.trait

@@ -18,7 +18,7 @@ def warehouse(tmp_path):
 def _blocks(con, table: str) -> dict[int, list[int]]:
     return dict(
         con.execute(
-            "SELECT row_group_id, list(block_id ORDER BY column_id, segment_id) "
+            "SELECT row_group_id, list(block_id ORDER BY column_id, column_path, segment_id) "
             f"FROM pragma_storage_info('{table}') GROUP BY row_group_id"
         ).fetchall()
     )
@@ -28,8 +28,8 @@ def test_a_checkpoint_leaves_row_groups_with_scattered_deletes_as_they_were(ware
     con = warehouse.cursor()
     con.execute(
         "INSERT INTO profile_computed_traits "
-        "SELECT 'p' || i, json_object('orders', i % 7), TIMESTAMP '2026-11-01' "
-        "FROM range(260000) r(i)"
+        "SELECT 'p' || i, json_object('orders', i % 7), TIMESTAMP '2026-11-01', "
+        "md5_number('p' || i) FROM range(260000) r(i)"
     )
     con.execute("CHECKPOINT")
     before = _blocks(con, "profile_computed_traits")
@@ -43,8 +43,8 @@ def test_a_checkpoint_leaves_row_groups_with_scattered_deletes_as_they_were(ware
             )
             tx.execute(
                 "INSERT INTO profile_computed_traits "
-                "SELECT 'p' || i, json_object('orders', 99), TIMESTAMP '2026-11-02' "
-                "FROM range(260000) r(i) "
+                "SELECT 'p' || i, json_object('orders', 99), TIMESTAMP '2026-11-02', "
+                "md5_number('p' || i) FROM range(260000) r(i) "
                 f"WHERE hash('p' || i) % 10 = 0 AND hash('p' || i) % 3 = {part}"
             )
     con.execute("CHECKPOINT")

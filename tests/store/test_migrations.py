@@ -56,3 +56,35 @@ def test_marks_made_before_computed_trait_marks_ask_for_whole_views(tmp_path, mo
         assert rows == [("pr_1", None, None), ("pr_2", None, None)]
     finally:
         new.close()
+
+
+def test_per_profile_rows_get_their_profiles_hashes_and_are_replaced_by_them(tmp_path, monkeypatch):
+    path = tmp_path / "w.duckdb"
+    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:13])
+    old = Warehouse(path)
+    old.cursor().execute(
+        "INSERT INTO profile_traits VALUES "
+        "('pr_1', 'name', '\"Jane\"', 'src', 1, TIMESTAMP '2026-11-01'), "
+        "('pr_1', 'city', '\"Lyon\"', 'src', 1, TIMESTAMP '2026-11-01'), "
+        "('pr_2', 'name', '\"Ana\"', 'src', 2, TIMESTAMP '2026-11-01')"
+    )
+    old.cursor().execute(
+        "INSERT INTO profile_computed_traits VALUES "
+        "('pr_1', '{\"orders\":2}', TIMESTAMP '2026-11-01'), "
+        "('pr_2', '{\"orders\":5}', TIMESTAMP '2026-11-01')"
+    )
+    old.close()
+    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS)
+    new = Warehouse(path)
+    try:
+        con = new.cursor()
+        for table in ("profile_traits", "profile_computed_traits"):
+            assert con.execute(
+                f"SELECT count(*) FROM {table} WHERE profile_hash IS NOT NULL "
+                f"AND profile_hash = {membership.PROFILE_HASH}"
+            ).fetchall() == [(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0],)]
+            with membership.replacing(con, table, ["pr_1"]):
+                pass
+            assert con.execute(f"SELECT DISTINCT profile_id FROM {table}").fetchall() == [("pr_2",)]
+    finally:
+        new.close()
