@@ -421,15 +421,19 @@ def build_warehouse(path: Path, profiles: int, seed: int = 5) -> dict:
         SELECT i, 'pr_' || left(md5(i::VARCHAR), 24) AS id, i * 10 AS seq0 FROM range({n}) t(i)
     """)  # fmt: skip
     con.execute("""
-        INSERT INTO identity_profiles
-        SELECT id, 'anonymous_id', 'a-' || i, seq0, NULL, now()::TIMESTAMP FROM p
+        INSERT INTO profile_anchors
+        SELECT id, 'anonymous_id', 'a-' || i, seq0, now()::TIMESTAMP FROM p
     """)  # fmt: skip
     # 10% of profiles absorbed another one (merged_into), with a merge record
     con.execute("""
-        INSERT INTO identity_profiles
+        INSERT INTO profile_anchors
         SELECT 'pr_' || left(md5('x' || i::VARCHAR), 24), 'anonymous_id', 'b-' || i,
-               i * 10 + 5, id, now()::TIMESTAMP
+               i * 10 + 5, now()::TIMESTAMP
         FROM p WHERE i % 10 = 0
+    """)  # fmt: skip
+    con.execute("""
+        INSERT INTO absorbed_profiles
+        SELECT 'pr_' || left(md5('x' || i::VARCHAR), 24), id FROM p WHERE i % 10 = 0
     """)  # fmt: skip
     con.execute("""
         INSERT INTO identity_merges (seq, message_id, surviving_id, absorbed_id, namespace,

@@ -252,4 +252,32 @@ MIGRATIONS: list[str] = [
     ALTER TABLE profile_computed_traits ADD COLUMN profile_hash UHUGEINT;
     UPDATE profile_computed_traits SET profile_hash = md5_number(profile_id);
     """,
+    # 15: which profiles were absorbed, and into which live profile, in a table of their
+    # own (see onefold.unify.profile_rows): merges change it, and an UPDATE of rows
+    # scattered over the table of every profile cost DuckDB more than the whole rest of
+    # a merge. `identity_profiles` stays, as a view with the same columns, for readers.
+    """
+    CREATE TABLE profile_anchors (
+        profile_id VARCHAR PRIMARY KEY,
+        anchor_namespace VARCHAR NOT NULL,
+        anchor_value VARCHAR NOT NULL,
+        anchor_seq BIGINT NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    INSERT INTO profile_anchors
+    SELECT profile_id, anchor_namespace, anchor_value, anchor_seq, created_at
+    FROM identity_profiles ORDER BY rowid;
+    CREATE TABLE absorbed_profiles (
+        profile_id VARCHAR NOT NULL,
+        merged_into VARCHAR NOT NULL
+    );
+    INSERT INTO absorbed_profiles
+    SELECT profile_id, merged_into FROM identity_profiles
+    WHERE merged_into IS NOT NULL ORDER BY rowid;
+    DROP TABLE identity_profiles;
+    CREATE VIEW identity_profiles AS
+    SELECT p.profile_id, p.anchor_namespace, p.anchor_value, p.anchor_seq, a.merged_into,
+           p.created_at
+    FROM profile_anchors p LEFT JOIN absorbed_profiles a ON a.profile_id = p.profile_id;
+    """,
 ]

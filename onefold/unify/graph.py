@@ -36,6 +36,7 @@ from onefold.unify import (
     membership,
     overrides,
     probabilistic,
+    profile_rows,
     publish,
     stitch,
     traits,
@@ -145,25 +146,20 @@ def write_changes(
                     """,
                     part,
                 )
-            # Two equality joins, not one on "a OR b": DuckDB would compare every profile
-            # with every move. A profile absorbed now was live, so no row matches both.
-            for column in ("profile_id", "merged_into"):
-                con.execute(
-                    f"""
-                    UPDATE identity_profiles SET merged_into = m.surviving FROM profile_moves m
-                    WHERE identity_profiles.{column} = m.absorbed
-                    """
-                )
         finally:
             con.unregister("profile_moves")
+        profile_rows.absorb(con, moves)
     born = list(changes.born.values())
     merged_into = [surviving(p.id) for p in born]
-    insert_arrow(con, "identity_profiles", pa.table({
-        "profile_id": [p.id for p in born],
-        "anchor_namespace": [p.anchor[0] for p in born],
-        "anchor_value": [p.anchor[1] for p in born],
+    profile_rows.insert(con, pa.table({
+        "profile_id": pa.array([p.id for p in born], pa.string()),
+        "anchor_namespace": pa.array([p.anchor[0] for p in born], pa.string()),
+        "anchor_value": pa.array([p.anchor[1] for p in born], pa.string()),
         "anchor_seq": pa.array([p.anchor_seq for p in born], pa.int64()),
-        "merged_into": [m if m != p.id else None for m, p in zip(merged_into, born, strict=True)],
+        "merged_into": pa.array(
+            [m if m != p.id else None for m, p in zip(merged_into, born, strict=True)],
+            pa.string(),
+        ),
         "created_at": pa.array([now] * len(born), pa.timestamp("us")),
     }))  # fmt: skip
     merges = changes.merges

@@ -21,7 +21,7 @@ import orjson
 import pyarrow as pa
 
 from onefold.errors import OnefoldError
-from onefold.unify import computed, links, traits
+from onefold.unify import computed, links, profile_rows, traits
 from onefold.unify.identifiers import extraction_sql, group_messages
 from onefold.unify.resolver import Key, Resolver
 from onefold.unify.rules import IdentityRules
@@ -154,14 +154,9 @@ def replay(
                    OR other_profile_id IN (SELECT profile_id FROM replay_ids))
             """
         )
-        con.execute("DROP TABLE replay_ids")
         con.execute("DELETE FROM identifiers WHERE profile_id IN (SELECT profile_id FROM affected)")
-        con.execute(
-            """
-            DELETE FROM identity_profiles
-            WHERE coalesce(merged_into, profile_id) IN (SELECT profile_id FROM affected)
-            """
-        )
+        profile_rows.delete(con, "replay_ids")
+        con.execute("DROP TABLE replay_ids")
         for table in ("identity_merges", "identity_refusals", "event_identity"):
             extra = " AND method = 'deterministic'" if table == "identity_merges" else ""
             con.execute(f"DELETE FROM {table} WHERE seq IN (SELECT seq FROM replay_seqs){extra}")
@@ -244,7 +239,8 @@ def clear_graph(con: duckdb.DuckDBPyConnection) -> None:
     from onefold.unify.publish import mark_all_dirty
 
     mark_all_dirty(con)  # the profiles about to go, for the serving store to forget them
-    for table in ("identifiers", "identity_profiles", "identity_refusals", "event_identity",
+    profile_rows.clear(con)
+    for table in ("identifiers", "identity_refusals", "event_identity",
                   "identity_blocked", "trait_observations", "profile_traits",
                   "profile_computed_traits", "account_events",
                   "account_observations"):  # fmt: skip

@@ -43,12 +43,15 @@ class OwnerIndex:
         # of a profile that is not live (none, normally) come last, on their own.
         rows = con.sql(
             """
-            SELECT i.profile_id, i.namespace, i.value, p.rowid AS profile_row,
+            WITH live AS (
+                SELECT rowid AS profile_row, * FROM profile_anchors
+                WHERE profile_id NOT IN (SELECT profile_id FROM absorbed_profiles)
+            )
+            SELECT i.profile_id, i.namespace, i.value, p.profile_row,
                    p.anchor_namespace, p.anchor_value, p.anchor_seq
             FROM identifiers i
-            LEFT JOIN identity_profiles p
-                   ON p.profile_id = i.profile_id AND p.merged_into IS NULL
-            ORDER BY p.rowid NULLS LAST,
+            LEFT JOIN live p ON p.profile_id = i.profile_id
+            ORDER BY p.profile_row NULLS LAST,
                      i.namespace = p.anchor_namespace AND i.value = p.anchor_value DESC
             """
         ).fetchnumpy()

@@ -85,7 +85,7 @@ _VIEWS_JSON = f"""
 WITH owners AS (
     SELECT profile_id, profile_id AS owner FROM view_ids
     UNION ALL
-    SELECT profile_id, merged_into FROM identity_profiles
+    SELECT profile_id, merged_into FROM absorbed_profiles
     WHERE merged_into IN (SELECT profile_id FROM view_ids)
 ), ids AS MATERIALIZED (
     -- read once: the identities, the accounts and the keys all come from it

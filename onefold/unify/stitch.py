@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from onefold.store.warehouse import insert_arrow
-from onefold.unify import accounts, computed, membership, traits
+from onefold.unify import accounts, computed, membership, profile_rows, traits
 from onefold.unify import stitch_kernels as kernels
 from onefold.unify.identifiers import _region, extraction_sql, normalise_phone
 from onefold.unify.resolver import Changes, Key, Message, Resolver
@@ -820,7 +820,7 @@ def write(con: duckdb.DuckDBPyConnection, stitched: Stitched, now: datetime | No
     stamp = (now or datetime.now(UTC).replace(tzinfo=None)).isoformat(sep=" ")
     created = {"created_at": f"TIMESTAMP '{stamp}'"}
     insert_arrow(con, "identifiers", stitched.identifiers)
-    insert_arrow(con, "identity_profiles", stitched.profiles, created)
+    profile_rows.insert(con, stitched.profiles, created)
     insert_arrow(con, "identity_merges", stitched.merges, {"method": "'deterministic'", **created})
     insert_arrow(con, "identity_refusals", stitched.refusals, created)
     membership.insert_attributions(con, stitched.attributions)

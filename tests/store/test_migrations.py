@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pyarrow as pa
 
 from onefold.store import Warehouse, warehouse
@@ -86,5 +88,33 @@ def test_per_profile_rows_get_their_profiles_hashes_and_are_replaced_by_them(tmp
             with membership.replacing(con, table, ["pr_1"]):
                 pass
             assert con.execute(f"SELECT DISTINCT profile_id FROM {table}").fetchall() == [("pr_2",)]
+    finally:
+        new.close()
+
+
+def test_profiles_keep_their_anchors_and_survivors_when_absorbed_ones_move_out(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "w.duckdb"
+    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:14])
+    old = Warehouse(path)
+    rows = [
+        ("pr_a", "user_id", "a", 1, None, datetime(2026, 11, 1)),
+        ("pr_b", "anonymous_id", "b", 2, "pr_a", datetime(2026, 11, 2)),
+        ("pr_c", "email", "c@example.com", 3, "pr_a", datetime(2026, 11, 3)),
+        ("pr_d", "anonymous_id", "d", 4, None, datetime(2026, 11, 4)),
+    ]
+    old.cursor().executemany("INSERT INTO identity_profiles VALUES (?, ?, ?, ?, ?, ?)", rows)
+    old.close()
+    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS)
+    new = Warehouse(path)
+    try:
+        con = new.cursor()
+        assert con.execute("SELECT * FROM identity_profiles ORDER BY 1").fetchall() == rows
+        assert con.execute("SELECT * FROM absorbed_profiles ORDER BY 1").fetchall() == [
+            ("pr_b", "pr_a"),
+            ("pr_c", "pr_a"),
+        ]
+        assert con.execute("SELECT count(*) FROM profile_anchors").fetchall() == [(4,)]
     finally:
         new.close()

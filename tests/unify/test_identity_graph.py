@@ -65,6 +65,12 @@ def test_micro_batches_give_the_same_graph_as_one_batch(
     assert max(moved) > graph.INDEXED_MOVES
     assert (small.identity._owners is not None) == (owner_index_limit == 1_000_000)
     assert _graph(whole) == _graph(small)
+    # every profile, absorbed ones included, points at the same live profile: merges
+    # across micro-batches move what an absorbed profile had absorbed before
+    profiles = "SELECT profile_id, merged_into, anchor_value FROM identity_profiles"
+    assert set(whole.warehouse.cursor().execute(profiles).fetchall()) == set(
+        small.warehouse.cursor().execute(profiles).fetchall()
+    )
     for table in ("identity_merges", "identity_refusals", "event_identity"):
         query = f"SELECT count(*) FROM {table}"
         assert (

@@ -23,13 +23,14 @@ def con(tmp_path) -> Iterator[duckdb.DuckDBPyConnection]:
 def test_load_reads_every_identifier_and_every_live_profile(con):
     con.execute(
         """
-        INSERT INTO identity_profiles
-            (profile_id, anchor_namespace, anchor_value, anchor_seq, merged_into, created_at)
+        INSERT INTO profile_anchors
+            (profile_id, anchor_namespace, anchor_value, anchor_seq, created_at)
         SELECT *, now() FROM (VALUES
-            ('pr_a', 'email', 'a@x.com', 3, NULL),      -- anchor among its identifiers
-            ('pr_b', 'anonymous_id', 'b0', 5, NULL),    -- anchor moved away (an unmerge)
-            ('pr_c', 'user_id', 'c', 7, NULL),          -- no identifiers left
-            ('pr_d', 'anonymous_id', 'd0', 9, 'pr_a')); -- absorbed
+            ('pr_a', 'email', 'a@x.com', 3),      -- anchor among its identifiers
+            ('pr_b', 'anonymous_id', 'b0', 5),    -- anchor moved away (an unmerge)
+            ('pr_c', 'user_id', 'c', 7),          -- no identifiers left
+            ('pr_d', 'anonymous_id', 'd0', 9));   -- absorbed
+        INSERT INTO absorbed_profiles VALUES ('pr_d', 'pr_a');
         INSERT INTO identifiers (namespace, value, profile_id, first_seq) VALUES
             ('anonymous_id', 'a1', 'pr_a', 1), ('email', 'a@x.com', 'pr_a', 3),
             ('user_id', 'a', 'pr_a', 4), ('anonymous_id', 'd0', 'pr_a', 9),
