@@ -185,7 +185,21 @@ def _aggregate(trait: ComputedTrait) -> exp.Expression:
 
 log = logging.getLogger("onefold.unify")
 
-_EVENT_COLUMNS = ", ".join(f"e.{column}" for column in sorted(_COLUMNS | {"seq"}))
+
+def _event_columns(traits: list[ComputedTrait]) -> list[str]:
+    """The event's own columns the traits read: its ``seq`` and ``timestamp`` (windows,
+    first and last) and those they filter or aggregate by. The facts table holds only
+    these: every micro-batch writes a row per event to it."""
+    read = {"seq", "timestamp"}
+    for trait in traits:
+        read.update(c for c, used in (("event", trait.event), ("type", trait.type)) if used)
+        read.update(p for p in [trait.property, *trait.where] if p in _COLUMNS)
+    return sorted(read)
+
+
+def _selected(traits: list[ComputedTrait]) -> str:
+    return ", ".join(f"e.{column}" for column in _event_columns(traits))
+
 
 #: What the traits read of each event, extracted once: see :func:`append_facts`.
 FACTS = "computed_event_facts"
@@ -196,9 +210,9 @@ def _extracted(traits: list[ComputedTrait]) -> str:
 
 
 def fact_columns(traits: list[ComputedTrait]) -> list[str]:
-    """The columns of the facts table for ``traits``: the event's own columns the traits
-    can read, then each JSON path they read, by name."""
-    return [*sorted(_COLUMNS | {"seq"}), *(f"raw.{path}" for path in _json_paths(traits))]
+    """The columns of the facts table for ``traits``: the event's own columns they read,
+    then each JSON path they read, by name."""
+    return [*_event_columns(traits), *(f"raw.{path}" for path in _json_paths(traits))]
 
 
 def ensure_facts(con: duckdb.DuckDBPyConnection, traits: list[ComputedTrait], upto: int) -> bool:
@@ -246,10 +260,10 @@ def append_facts(con: duckdb.DuckDBPyConnection, traits: list[ComputedTrait], up
 def _facts_select(traits: list[ComputedTrait]) -> str:
     paths = _json_paths(traits)
     if not paths:
-        return f"SELECT {_EVENT_COLUMNS} FROM events e"
+        return f"SELECT {_selected(traits)} FROM events e"
     item, values = extract_once("raw", paths, "raw_values")
     named = "".join(f', {value} AS "raw.{path}"' for path, value in zip(paths, values, strict=True))
-    return f"SELECT {_EVENT_COLUMNS}{named} FROM (SELECT *, {item} FROM events) e"
+    return f"SELECT {_selected(traits)}{named} FROM (SELECT *, {item} FROM events) e"
 
 
 class Facts:
@@ -330,7 +344,7 @@ def _computed_sql(
     # The profiles' events are read once, whatever the number of traits.
     query = f"""
         WITH profile_events AS (
-            SELECT m.profile_id, {_EVENT_COLUMNS}{extracted}
+            SELECT m.profile_id, {_selected(traits)}{extracted}
             FROM {table} e JOIN {source} m ON m.seq = e.seq
         )
         SELECT e.profile_id, {", ".join(columns)}

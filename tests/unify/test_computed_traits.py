@@ -61,6 +61,10 @@ def test_values_of_every_function(tmp_path):
         ComputedTrait(name="days_since_order", function="days_since_last",
                       event="Order Completed"),
         ComputedTrait(name="future_proof", function="count", event="Never Happens"),
+        # the event's own columns, filtered on as JSON paths are
+        ComputedTrait(name="identifies", function="count", type="identify"),
+        ComputedTrait(name="as_ana", function="count", where={"user_id": "ana"}),
+        ComputedTrait(name="from_dev", function="count", where={"anonymous_id": "dev"}),
     ]  # fmt: skip
     onefold = _open(tmp_path, traits)
     source = onefold.sources.create("web", "web")
@@ -90,7 +94,8 @@ def test_values_of_every_function(tmp_path):
         "smallest": 20.0, "aov": pytest.approx(170.5 / 3), "first_coupon": "WELCOME",
         "last_coupon": "MAY", "favourite": "boots", "categories": 3,
         "first_seen": "2025-12-01 00:00:00", "last_seen": "2026-05-20 12:00:00",
-        "days_since_order": 12, "future_proof": 0,
+        "days_since_order": 12, "future_proof": 0, "identifies": 1, "as_ana": 10,
+        "from_dev": 1,
     }  # fmt: skip
     onefold.close()
 
