@@ -192,7 +192,10 @@ def _event_columns(traits: list[ComputedTrait]) -> list[str]:
     these: every micro-batch writes a row per event to it."""
     read = {"seq", "timestamp"}
     for trait in traits:
-        read.update(c for c, used in (("event", trait.event), ("type", trait.type)) if used)
+        if trait.event is not None:
+            read.add("event")
+        if trait.type is not None:
+            read.add("type")
         read.update(p for p in [trait.property, *trait.where] if p in _COLUMNS)
     return sorted(read)
 

@@ -116,6 +116,32 @@ def test_incremental_equals_full_recompute_on_the_demo(tmp_path):
     onefold.close()
 
 
+def test_a_filter_on_an_empty_name_or_type_is_still_applied_in_micro_batches(tmp_path):
+    """An empty event name or type is a filter like any other: the facts keep the column
+    it reads even when no other definition reads it."""
+    traits = [
+        ComputedTrait(name="unnamed", function="count", event=""),
+        ComputedTrait(name="untyped", function="count", type=""),
+    ]
+    onefold = _open(tmp_path, traits)
+    land_demo(onefold, generate_demo(seed=4, customers=20, now=AS_OF))
+    onefold.identity.process_all(limit=97)
+    con = onefold.warehouse.cursor()
+    query = "SELECT profile_id, name, value FROM computed_traits"
+    incremental = set(con.execute(query).fetchall())
+    assert {value for _, _, value in incremental} == {"0"}
+    assert (
+        len(incremental)
+        == 2
+        * con.execute(
+            "SELECT count(*) FROM identity_profiles WHERE merged_into IS NULL"
+        ).fetchall()[0][0]
+    )
+    onefold.identity.recompute_traits()
+    assert set(con.execute(query).fetchall()) == incremental
+    onefold.close()
+
+
 def test_definitions_are_validated_and_values_quoted():
     with pytest.raises(ValidationError):
         ComputedTrait(name="x; drop table events", function="count")
