@@ -8,17 +8,18 @@ import duckdb
 import orjson
 
 
-def observe(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
-    """Record the group calls in ``(after, upto]``."""
+def observe(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> set[int]:
+    """Record the group calls in ``(after, upto]``; returns their seqs."""
     params = {"after": after, "upto": upto}
-    con.execute(
+    grouped = con.execute(
         """
         INSERT INTO account_events
         SELECT seq, group_id, "timestamp" FROM events
         WHERE seq > $after AND seq <= $upto AND type = 'group' AND group_id IS NOT NULL
+        RETURNING seq
         """,
         params,
-    )
+    ).fetchall()
     con.execute(
         """
         INSERT INTO account_observations
@@ -29,14 +30,7 @@ def observe(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
         """,
         params,
     )
-
-
-def grouped_messages(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> set[int]:
-    """The seqs of the group calls in ``(after, upto]`` (recorded by :func:`observe`)."""
-    return {row[0] for row in con.execute(
-        "SELECT seq FROM account_events WHERE seq > $after AND seq <= $upto",
-        {"after": after, "upto": upto},
-    ).fetchall()}  # fmt: skip
+    return {row[0] for row in grouped}
 
 
 def account_view(con: duckdb.DuckDBPyConnection, group_id: str) -> dict | None:

@@ -417,14 +417,10 @@ class IdentityGraph:
         self._resolved = resolver
         write_changes(con, resolver, changes, "deterministic", links.merge_details(placed))
         write_blocked(con, extracted)
-        identified, grouped_any = "identify" in kinds, "group" in kinds
-        if identified:
-            traits.observe(con, after, upto)
-        if grouped_any:
-            accounts.observe(con, after, upto)
+        observed = traits.observe(con, after, upto) if "identify" in kinds else set()
+        grouped = accounts.observe(con, after, upto) if "group" in kinds else set()
         touched, identifiers = touched_profiles(resolver, changes)
         members = membership.events_of_identifiers(con, identifiers)
-        observed = traits.observed_messages(con, after, upto) if identified else set()
         retraited = traits_touched(resolver, changes, observed)
         traits.refresh(con, self.trait_rules, retraited, members_of(members, retraited))
         if self.computed_traits:
@@ -433,7 +429,6 @@ class IdentityGraph:
             con, self.computed_traits, self.clock(), touched, members, facts=True,
             returning=True,
         )  # fmt: skip
-        grouped = accounts.grouped_messages(con, after, upto) if grouped_any else set()
         reshaped = reshaped_profiles(resolver, changes, retraited, grouped)
         if self.computed_traits:  # a touched profile without a row shows none
             computed_traits = {p: computed_traits.get(p, "{}") for p in touched}

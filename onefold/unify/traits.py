@@ -31,8 +31,9 @@ class TraitRules(BaseModel):
     null_clears: bool = Field(default=False, description="Whether a null value clears a trait.")
 
 
-def observe(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
-    """Record the trait observations of the identify messages in ``(after, upto]``.
+def observe(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> set[int]:
+    """Record the trait observations of the identify messages in ``(after, upto]``;
+    returns the seqs of the messages that gave any.
 
     A message's traits are its ``traits`` object or, when it has none, its
     ``context.traits`` over the batch envelope's ``context.traits`` (``events.batch``),
@@ -40,7 +41,7 @@ def observe(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
     extraction reads them (:func:`onefold.unify.identifiers.extraction_sql`); a null from
     either is still observed when nothing else gives that trait. Messages of batches
     without shared traits take the plain path, with no merging."""
-    con.execute(
+    observed = con.execute(
         """
         INSERT INTO trait_observations
         WITH identify AS (
@@ -73,17 +74,11 @@ def observe(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> None:
         UNION ALL
         SELECT seq, source_id, key, value, "timestamp" FROM layered
         QUALIFY row_number() OVER (PARTITION BY seq, key ORDER BY rank) = 1
+        RETURNING seq
         """,
         {"after": after, "upto": upto},
-    )
-
-
-def observed_messages(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> set[int]:
-    """The seqs of the messages in ``(after, upto]`` that gave trait observations."""
-    return {row[0] for row in con.execute(
-        "SELECT DISTINCT seq FROM trait_observations WHERE seq > $after AND seq <= $upto",
-        {"after": after, "upto": upto},
-    ).fetchall()}  # fmt: skip
+    ).fetchall()
+    return {row[0] for row in observed}
 
 
 def _ranks(con: duckdb.DuckDBPyConnection, rules: TraitRules) -> pa.Table:
