@@ -2,28 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
+import duckdb
 import pyarrow as pa
+import pytest
 
 from onefold.store import Warehouse, warehouse
 from onefold.store.schema import MIGRATIONS
 from onefold.unify import membership
 
 
-def test_event_identity_gets_the_identifier_hashes_of_its_rows(tmp_path, monkeypatch):
-    path = tmp_path / "w.duckdb"
-    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:11])
+@contextmanager
+def _upgraded(
+    path,
+    monkeypatch: pytest.MonkeyPatch,
+    made_with: int,
+    fill: Callable[[duckdb.DuckDBPyConnection], object],
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A warehouse made with the first ``made_with`` migrations and given rows by
+    ``fill``, then opened by this Onefold: its cursor."""
+    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:made_with])
     old = Warehouse(path)
-    old.cursor().execute(
-        "INSERT INTO event_identity VALUES (1, 'email', 'jane@example.com'), "
-        "(2, 'anonymous_id', 'a-1'), (3, 'email', 'jane@example.com')"
-    )
+    fill(old.cursor())
     old.close()
     monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS)
     new = Warehouse(path)
     try:
-        con = new.cursor()
+        yield new.cursor()
+    finally:
+        new.close()
+
+
+def test_event_identity_gets_the_identifier_hashes_of_its_rows(tmp_path, monkeypatch):
+    rows = (
+        "INSERT INTO event_identity VALUES (1, 'email', 'jane@example.com'), "
+        "(2, 'anonymous_id', 'a-1'), (3, 'email', 'jane@example.com')"
+    )
+    with _upgraded(tmp_path / "w.duckdb", monkeypatch, 11, lambda c: c.execute(rows)) as con:
         assert con.execute("SELECT max(version) FROM schema_version").fetchall() == [
             (len(MIGRATIONS),)
         ]
@@ -36,50 +54,35 @@ def test_event_identity_gets_the_identifier_hashes_of_its_rows(tmp_path, monkeyp
             pa.table({"namespace": ["email"], "value": ["jane@example.com"], "profile_id": ["p"]}),
         )
         assert sorted(members.column("seq").to_pylist()) == [1, 3]
-    finally:
-        new.close()
 
 
 def test_marks_made_before_computed_trait_marks_ask_for_whole_views(tmp_path, monkeypatch):
-    path = tmp_path / "w.duckdb"
-    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:12])
-    old = Warehouse(path)
-    old.cursor().execute("DELETE FROM serving_dirty")
-    old.cursor().execute("INSERT INTO serving_dirty VALUES ('pr_1'), ('pr_2')")
-    old.close()
-    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS)
-    new = Warehouse(path)
-    try:
-        rows = (
-            new.cursor()
-            .execute("SELECT profile_id, computed_traits, batch_upto FROM serving_dirty ORDER BY 1")
-            .fetchall()
-        )
+    def fill(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("DELETE FROM serving_dirty")
+        con.execute("INSERT INTO serving_dirty VALUES ('pr_1'), ('pr_2')")
+
+    with _upgraded(tmp_path / "w.duckdb", monkeypatch, 12, fill) as con:
+        rows = con.execute(
+            "SELECT profile_id, computed_traits, batch_upto FROM serving_dirty ORDER BY 1"
+        ).fetchall()
         assert rows == [("pr_1", None, None), ("pr_2", None, None)]
-    finally:
-        new.close()
 
 
 def test_per_profile_rows_get_their_profiles_hashes_and_are_replaced_by_them(tmp_path, monkeypatch):
-    path = tmp_path / "w.duckdb"
-    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:13])
-    old = Warehouse(path)
-    old.cursor().execute(
-        "INSERT INTO profile_traits VALUES "
-        "('pr_1', 'name', '\"Jane\"', 'src', 1, TIMESTAMP '2026-11-01'), "
-        "('pr_1', 'city', '\"Lyon\"', 'src', 1, TIMESTAMP '2026-11-01'), "
-        "('pr_2', 'name', '\"Ana\"', 'src', 2, TIMESTAMP '2026-11-01')"
-    )
-    old.cursor().execute(
-        "INSERT INTO profile_computed_traits VALUES "
-        "('pr_1', '{\"orders\":2}', TIMESTAMP '2026-11-01'), "
-        "('pr_2', '{\"orders\":5}', TIMESTAMP '2026-11-01')"
-    )
-    old.close()
-    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS)
-    new = Warehouse(path)
-    try:
-        con = new.cursor()
+    def fill(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(
+            "INSERT INTO profile_traits VALUES "
+            "('pr_1', 'name', '\"Jane\"', 'src', 1, TIMESTAMP '2026-11-01'), "
+            "('pr_1', 'city', '\"Lyon\"', 'src', 1, TIMESTAMP '2026-11-01'), "
+            "('pr_2', 'name', '\"Ana\"', 'src', 2, TIMESTAMP '2026-11-01')"
+        )
+        con.execute(
+            "INSERT INTO profile_computed_traits VALUES "
+            "('pr_1', '{\"orders\":2}', TIMESTAMP '2026-11-01'), "
+            "('pr_2', '{\"orders\":5}', TIMESTAMP '2026-11-01')"
+        )
+
+    with _upgraded(tmp_path / "w.duckdb", monkeypatch, 13, fill) as con:
         for table in ("profile_traits", "profile_computed_traits"):
             assert con.execute(
                 f"SELECT count(*) FROM {table} WHERE profile_hash IS NOT NULL "
@@ -88,33 +91,25 @@ def test_per_profile_rows_get_their_profiles_hashes_and_are_replaced_by_them(tmp
             with membership.replacing(con, table, ["pr_1"]):
                 pass
             assert con.execute(f"SELECT DISTINCT profile_id FROM {table}").fetchall() == [("pr_2",)]
-    finally:
-        new.close()
 
 
 def test_profiles_keep_their_anchors_and_survivors_when_absorbed_ones_move_out(
     tmp_path, monkeypatch
 ):
-    path = tmp_path / "w.duckdb"
-    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS[:14])
-    old = Warehouse(path)
     rows = [
         ("pr_a", "user_id", "a", 1, None, datetime(2026, 11, 1)),
         ("pr_b", "anonymous_id", "b", 2, "pr_a", datetime(2026, 11, 2)),
         ("pr_c", "email", "c@example.com", 3, "pr_a", datetime(2026, 11, 3)),
         ("pr_d", "anonymous_id", "d", 4, None, datetime(2026, 11, 4)),
     ]
-    old.cursor().executemany("INSERT INTO identity_profiles VALUES (?, ?, ?, ?, ?, ?)", rows)
-    old.close()
-    monkeypatch.setattr(warehouse, "MIGRATIONS", MIGRATIONS)
-    new = Warehouse(path)
-    try:
-        con = new.cursor()
+
+    def fill(con: duckdb.DuckDBPyConnection) -> None:
+        con.executemany("INSERT INTO identity_profiles VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    with _upgraded(tmp_path / "w.duckdb", monkeypatch, 14, fill) as con:
         assert con.execute("SELECT * FROM identity_profiles ORDER BY 1").fetchall() == rows
         assert con.execute("SELECT * FROM absorbed_profiles ORDER BY 1").fetchall() == [
             ("pr_b", "pr_a"),
             ("pr_c", "pr_a"),
         ]
         assert con.execute("SELECT count(*) FROM profile_anchors").fetchall() == [(4,)]
-    finally:
-        new.close()
