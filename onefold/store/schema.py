@@ -280,4 +280,12 @@ MIGRATIONS: list[str] = [
            p.created_at
     FROM profile_anchors p LEFT JOIN absorbed_profiles a ON a.profile_id = p.profile_id;
     """,
+    # 16: a mark says whether it asks for the whole view, so that a micro-batch's marks for
+    # whole views can carry the computed traits it gave those profiles as well (see
+    # onefold.unify.publish): the publish then need not read them back from the warehouse.
+    # Marks made before it ask for the whole view when they carry no computed traits.
+    """
+    ALTER TABLE serving_dirty ADD COLUMN whole BOOLEAN DEFAULT true;
+    UPDATE serving_dirty SET whole = computed_traits IS NULL;
+    """,
 ]

@@ -99,8 +99,7 @@ WITH owners AS (
     WHERE t.profile_hash IN (SELECT {PROFILE_HASH} FROM view_ids)
     GROUP BY t.profile_id
 ), computed AS (
-    SELECT profile_id, CAST(traits AS VARCHAR) AS j FROM profile_computed_traits
-    WHERE profile_hash IN (SELECT {PROFILE_HASH} FROM view_ids)
+    {{computed}}
 ), accounts AS (
     SELECT profile_id,
            ('[' || string_agg(to_json(group_id), ',' ORDER BY group_id) || ']') AS j FROM (
@@ -169,6 +168,12 @@ LEFT JOIN merges USING (profile_id) LEFT JOIN refusals USING (profile_id)
 LEFT JOIN keys USING (profile_id)
 """
 
+_COMPUTED_GIVEN = "SELECT profile_id, computed AS j FROM view_ids WHERE computed IS NOT NULL"
+_COMPUTED_STORED = f"""
+    SELECT profile_id, CAST(traits AS VARCHAR) AS j FROM profile_computed_traits
+    WHERE profile_hash IN (SELECT {PROFILE_HASH} FROM view_ids WHERE computed IS NULL)
+"""
+
 
 def profile_views_json(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -> dict[str, bytes]:
     """The views of live profiles as the profile API answers with them, serialised by
@@ -179,17 +184,30 @@ def profile_views_json(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -
 
 
 def profile_views_and_keys(
-    con: duckdb.DuckDBPyConnection, profile_ids: list[str]
+    con: duckdb.DuckDBPyConnection,
+    profile_ids: list[str],
+    computed: dict[str, str] | None = None,
 ) -> list[tuple[str, bytes, bytes]]:
     """Each live profile's view (see :func:`profile_views_json`) and its keys: every
     identifier and the id of every profile it absorbed, as a JSON list of ``[namespace,
-    value]`` in order (the same bytes for the same keys)."""
+    value]`` in order (the same bytes for the same keys). The computed traits (JSON text)
+    of the profiles in ``computed`` are taken from there, the others' read."""
     ids = sorted(set(profile_ids))
     if not ids:
         return []
-    con.register("view_ids", pa.table({"profile_id": pa.array(ids, pa.string())}))
+    computed = computed or {}
+    given = [computed.get(profile_id) for profile_id in ids]
+    parts = []
+    if computed:
+        parts.append(_COMPUTED_GIVEN)
+    if None in given:
+        parts.append(_COMPUTED_STORED)
+    query = _VIEWS_JSON.replace("{computed}", "\n    UNION ALL\n".join(parts))
+    con.register("view_ids", pa.table({
+        "profile_id": pa.array(ids, pa.string()), "computed": pa.array(given, pa.string()),
+    }))  # fmt: skip
     try:
-        rows = con.execute(_VIEWS_JSON, {"profile": PROFILE_NAMESPACE}).fetchall()
+        rows = con.execute(query, {"profile": PROFILE_NAMESPACE}).fetchall()
     finally:
         con.unregister("view_ids")
     return [(profile_id, view.encode(), keys.encode()) for profile_id, view, keys in rows]

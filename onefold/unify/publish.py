@@ -11,7 +11,9 @@ Most events change nothing in a profile but its computed traits (a page view, an
 no identifier, merge, refused link, trait or account. A micro-batch marks such a profile
 with its new computed traits (:func:`mark_computed`), and the publish sets that part of
 the stored view (:meth:`ServingStore.set_computed_traits`) instead of building the whole
-view in the warehouse, which reads a dozen tables.
+view in the warehouse, which reads a dozen tables. A micro-batch's marks for whole views
+carry the computed traits too, so that building those views need not read them back
+(whole JSON columns cost DuckDB about as much to read for a few profiles as for all).
 """
 
 from __future__ import annotations
@@ -43,20 +45,26 @@ def mark_computed(
     """Mark profiles of which a micro-batch (ending at seq ``upto``) changed only the
     computed traits, with those traits (JSON text): the latest mark of a profile is what
     its view is given, unless the profile is marked for its whole view too."""
-    if not computed_traits:
+    _mark(con, computed_traits, upto, whole=False)
+
+
+def _mark(
+    con: duckdb.DuckDBPyConnection, marks: dict[str, str | None], upto: int, whole: bool
+) -> None:
+    if not marks:
         return
-    con.register("computed_marks", pa.table({
-        "profile_id": pa.array(list(computed_traits), pa.string()),
-        "computed_traits": pa.array(list(computed_traits.values()), pa.string()),
+    con.register("batch_marks", pa.table({
+        "profile_id": pa.array(list(marks), pa.string()),
+        "computed_traits": pa.array(list(marks.values()), pa.string()),
     }))  # fmt: skip
     try:
         con.execute(
-            "INSERT INTO serving_dirty (profile_id, computed_traits, batch_upto) "
-            "SELECT profile_id, computed_traits, $upto FROM computed_marks",
-            {"upto": upto},
+            "INSERT INTO serving_dirty (profile_id, computed_traits, batch_upto, whole) "
+            "SELECT profile_id, computed_traits, $upto, $whole FROM batch_marks",
+            {"upto": upto, "whole": whole},
         )
     finally:
-        con.unregister("computed_marks")
+        con.unregister("batch_marks")
 
 
 ALL = "*"
@@ -79,8 +87,9 @@ def mark_batch(
     """Mark what one micro-batch changed. For their whole views: the profiles it
     ``reshaped`` (more than their computed traits), the profiles on either side of the
     links it refused, and the profiles whose refusals name a profile it absorbed (their
-    views show the absorbed profile's survivor). For their computed traits only: the
-    profiles of ``computed_traits`` that are none of those."""
+    views show the absorbed profile's survivor), each with its computed traits when
+    ``computed_traits`` has them. For their computed traits only: the profiles of
+    ``computed_traits`` that are none of those."""
     rows = con.execute(
         """
         SELECT profile_id FROM identity_refusals WHERE seq > $after AND seq <= $upto
@@ -95,9 +104,9 @@ def mark_batch(
         {"after": after, "upto": upto},
     ).fetchall()
     whole = {*reshaped, *(row[0] for row in rows)}
-    mark_dirty(con, whole)
-    if computed_traits:
-        mark_computed(con, {p: t for p, t in computed_traits.items() if p not in whole}, upto)
+    computed_traits = computed_traits or {}
+    _mark(con, {p: computed_traits.get(p) for p in sorted(whole)}, upto, whole=True)
+    mark_computed(con, {p: t for p, t in computed_traits.items() if p not in whole}, upto)
 
 
 def pending(con: duckdb.DuckDBPyConnection) -> int:
@@ -130,24 +139,31 @@ def publish(
                 if not drain:
                     return total
                 continue
+            # A profile's computed traits are known from its marks when every one of them
+            # carries them (the latest is then the current one); a mark without them (an
+            # override, an unmerge) means reading them from the warehouse.
             rows = con.execute(
                 """
-                SELECT profile_id, bool_or(computed_traits IS NULL),
-                       arg_max(computed_traits, batch_upto)
+                SELECT profile_id, bool_or(whole), arg_max(computed_traits, batch_upto),
+                       bool_and(computed_traits IS NOT NULL)
                 FROM serving_dirty GROUP BY profile_id ORDER BY profile_id LIMIT ?
                 """,
                 [chunk],
             ).fetchall()
             if not rows:
                 return total
-            marked = [profile_id for profile_id, _, _ in rows]
-            parts = [(profile_id, computed) for profile_id, whole, computed in rows if not whole]
+            marked = [row[0] for row in rows]
+            parts = [(profile_id, computed) for profile_id, whole, computed, _ in rows if not whole]
+            known = {profile_id: computed for profile_id, _, computed, known in rows if known}
             # a profile the store has no view of yet is given its whole view
-            whole = [profile_id for profile_id, whole, _ in rows if whole]
+            whole = [profile_id for profile_id, whole, _, _ in rows if whole]
             whole += store.set_computed_traits(parts)
             if whole:
                 live = _live(con, whole)
-                store.replace(set(whole) | set(live), profile_views_and_keys(con, live))
+                given = {p: known[p] for p in live if p in known}
+                store.replace(
+                    set(whole) | set(live), profile_views_and_keys(con, live, computed=given)
+                )
             con.register("published_ids", pa.table({"profile_id": pa.array(marked)}))
             try:
                 con.execute(

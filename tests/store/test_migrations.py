@@ -68,6 +68,20 @@ def test_marks_made_before_computed_trait_marks_ask_for_whole_views(tmp_path, mo
         assert rows == [("pr_1", None, None), ("pr_2", None, None)]
 
 
+def test_marks_made_before_whole_marks_said_so_keep_what_they_asked_for(tmp_path, monkeypatch):
+    def fill(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("DELETE FROM serving_dirty")
+        con.execute("INSERT INTO serving_dirty VALUES ('pr_1', NULL, NULL), ('pr_2', '{}', 7)")
+
+    with _upgraded(tmp_path / "w.duckdb", monkeypatch, 15, fill) as con:
+        rows = con.execute("SELECT profile_id, whole FROM serving_dirty ORDER BY 1").fetchall()
+        assert rows == [("pr_1", True), ("pr_2", False)]
+        con.execute("INSERT INTO serving_dirty (profile_id) VALUES ('pr_3')")
+        assert con.execute(
+            "SELECT whole FROM serving_dirty WHERE profile_id = 'pr_3'"
+        ).fetchall() == [(True,)]
+
+
 def test_per_profile_rows_get_their_profiles_hashes_and_are_replaced_by_them(tmp_path, monkeypatch):
     def fill(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(

@@ -142,9 +142,9 @@ def test_events_that_change_only_computed_traits_set_them_in_the_stored_views(on
     built: list[str] = []
     views_and_keys = publish.profile_views_and_keys
 
-    def recording(con, profile_ids):
+    def recording(con, profile_ids, **kwargs):
         built.extend(profile_ids)
-        return views_and_keys(con, profile_ids)
+        return views_and_keys(con, profile_ids, **kwargs)
 
     monkeypatch.setattr(publish, "profile_views_and_keys", recording)
     con = onefold.warehouse.cursor()
@@ -167,6 +167,70 @@ def test_events_that_change_only_computed_traits_set_them_in_the_stored_views(on
     ).fetchall()[0][0])  # fmt: skip
     assert view["computed_traits"] == stored
     assert stored["orders"] >= 2 and stored["revenue"] >= 35.0  # both batches' orders
+
+
+def _renames_and_orders(user_ids: list[str], plan: str) -> list[dict]:
+    """An identify call with a new trait and an order for each user: whole views."""
+    return [
+        {"type": "identify", "userId": user_id, "traits": {"plan": plan},
+         "timestamp": "2026-05-20T10:00:00Z"}
+        for user_id in user_ids
+    ] + _orders(user_ids, revenue=40.0)  # fmt: skip
+
+
+def test_whole_views_of_a_batch_take_the_computed_traits_its_marks_carry(onefold, monkeypatch):
+    """A micro-batch that gives profiles whole views marks them with the computed traits
+    it gave them: the publish builds the views with those, not reading them back, and the
+    views equal the warehouse's."""
+    users = _known_users(onefold, 6)
+    given: list[dict | None] = []
+    views_and_keys = publish.profile_views_and_keys
+
+    def recording(con, profile_ids, computed=None):
+        given.append(computed)
+        return views_and_keys(con, profile_ids, computed=computed)
+
+    monkeypatch.setattr(publish, "profile_views_and_keys", recording)
+    send(onefold, onefold.sources.list()[0].name, _renames_and_orders(users, "silver"))
+    onefold.log.rotate()
+    onefold.loader.load_now()
+    assert onefold.identity.process() == 2 * len(users)
+    con = onefold.warehouse.cursor()
+    marks = con.execute(
+        "SELECT count(*) FILTER (whole AND computed_traits IS NOT NULL), count(*) "
+        "FROM serving_dirty"
+    ).fetchall()
+    assert marks == [(len(users), len(users))]
+    assert onefold.identity.publish() == len(users)
+    owners = {_owner(onefold, "user_id", user) for user in users}
+    assert len(given) == 1 and set(given[0]) == owners
+    for profile_id, traits in given[0].items():
+        stored = con.execute(
+            "SELECT CAST(traits AS VARCHAR) FROM profile_computed_traits WHERE profile_id = ?",
+            [profile_id],
+        ).fetchall()
+        assert traits == stored[0][0] and orjson.loads(traits)["revenue"] >= 40.0
+    assert_served_as_stored(onefold)
+
+
+def test_a_whole_mark_without_computed_traits_reads_them_from_the_warehouse(onefold):
+    """A mark without computed traits (an override, an unmerge) may follow a batch's mark
+    that carries them, after the stored ones changed: the publish reads the stored ones."""
+    (user,) = _known_users(onefold, 1)
+    send(onefold, onefold.sources.list()[0].name, _renames_and_orders([user], "bronze"))
+    onefold.log.rotate()
+    onefold.loader.load_now()
+    assert onefold.identity.process() == 2
+    profile_id = _owner(onefold, "user_id", user)
+    with onefold.warehouse.transaction() as con:
+        con.execute(
+            "UPDATE profile_computed_traits SET traits = '{\"orders\":99}' WHERE profile_id = ?",
+            [profile_id],
+        )
+        publish.mark_dirty(con, [profile_id])
+    onefold.identity.publish()
+    assert orjson.loads(onefold.serving.view(profile_id))["computed_traits"] == {"orders": 99}
+    assert_served_as_stored(onefold)
 
 
 def test_group_calls_and_identify_calls_of_served_profiles_give_them_whole_views(onefold):
@@ -565,9 +629,9 @@ def test_rewriting_dead_rows_beside_the_running_publisher(tmp_path, monkeypatch,
 
     views = publish.profile_views_and_keys
 
-    def slow_views(*args):
+    def slow_views(*args, **kwargs):
         time.sleep(0.05)  # a publish transaction stays open while batches go on
-        return views(*args)
+        return views(*args, **kwargs)
 
     monkeypatch.setattr(publish, "profile_views_and_keys", slow_views)
     monkeypatch.setattr(graph.publish, "publish", timed("publish", graph.publish.publish))
