@@ -443,7 +443,7 @@ def build_warehouse(path: Path, profiles: int, seed: int = 5) -> dict:
         FROM p WHERE i % 10 = 0
     """)  # fmt: skip
     con.execute("""
-        INSERT INTO identifiers
+        INSERT INTO identifiers (namespace, value, profile_id, first_seq, source_id)
         SELECT 'anonymous_id', 'a-' || i, id, seq0, 'src_web' FROM p
         UNION ALL SELECT 'anonymous_id', 'b-' || i, id, seq0 + 5, 'src_app' FROM p
             WHERE i % 10 = 0
@@ -455,6 +455,7 @@ def build_warehouse(path: Path, profiles: int, seed: int = 5) -> dict:
         UNION ALL SELECT 'phone', '+4477009' || lpad(i::VARCHAR, 7, '0'), id, seq0 + 3,
             'src_crm' FROM p WHERE i % 4 = 0
     """)  # fmt: skip
+    con.execute(f"UPDATE identifiers SET profile_hash = {membership.PROFILE_HASH}")
     # four events per profile, each reaching it through one of its identifiers
     con.execute("""
         INSERT INTO events (seq, source_id, message_id, type, event, user_id, anonymous_id,

@@ -288,4 +288,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE serving_dirty ADD COLUMN whole BOOLEAN DEFAULT true;
     UPDATE serving_dirty SET whole = computed_traits IS NULL;
     """,
+    # 17: identifiers hold their profile's hash too, as the per-profile tables do (14):
+    # a publish finds the identifiers of the profiles it builds views of by that column,
+    # instead of reading every identifier's namespace, value and profile id.
+    """
+    ALTER TABLE identifiers ADD COLUMN profile_hash UHUGEINT;
+    UPDATE identifiers SET profile_hash = md5_number(profile_id);
+    """,
 ]

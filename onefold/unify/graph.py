@@ -126,7 +126,7 @@ def write_changes(
         "profile_id": [surviving(r[2]) for r in new_ids],
         "first_seq": pa.array([r[3] for r in new_ids], pa.int64()),
         "source_id": [r[4] for r in new_ids],
-    }))  # fmt: skip
+    }), {"profile_hash": membership.PROFILE_HASH})  # fmt: skip
     absorbed = [m.absorbed_id for m in changes.merges if m.absorbed_id not in changes.born]
     if absorbed:
         moves = pa.table({
@@ -140,7 +140,9 @@ def write_changes(
                 part = absorbed[start : start + INDEXED_MOVES]
                 con.execute(
                     f"""
-                    UPDATE identifiers SET profile_id = m.surviving FROM profile_moves m
+                    UPDATE identifiers
+                    SET profile_id = m.surviving, profile_hash = md5_number(m.surviving)
+                    FROM profile_moves m
                     WHERE identifiers.profile_id = m.absorbed
                       AND identifiers.profile_id IN ({", ".join("?" * len(part))})
                     """,

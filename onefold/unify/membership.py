@@ -26,12 +26,13 @@ from onefold.store.warehouse import insert_arrow
 IDENTIFIER_HASH = "md5_number(namespace || chr(31) || value)"
 
 
-#: A profile id as a 128-bit number, as ``profile_traits.profile_hash`` and
-#: ``profile_computed_traits.profile_hash`` hold it. Finding the rows of some profiles
-#: means reading a column of every row (DuckDB joins by scanning); this one instead of
-#: the ids took 4–6 ms instead of 12–23 ms with 265,000 rows. Views still join on the ids
-#: themselves, so two profiles sharing a number (as unlikely as two identifiers doing so)
-#: could cost a row a refresh, never show one profile's values in another's view.
+#: A profile id as a 128-bit number, as ``profile_traits.profile_hash``,
+#: ``profile_computed_traits.profile_hash`` and ``identifiers.profile_hash`` hold it.
+#: Finding the rows of some profiles means reading a column of every row (DuckDB joins
+#: by scanning); this one instead of the ids took 4–6 ms instead of 12–23 ms with 265,000
+#: rows. Views still join on the ids themselves, so two profiles sharing a number (as
+#: unlikely as two identifiers doing so) could cost a row a refresh, never show one
+#: profile's values in another's view.
 PROFILE_HASH = "md5_number(profile_id)"
 
 

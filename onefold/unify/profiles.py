@@ -89,8 +89,9 @@ WITH owners AS (
     WHERE merged_into IN (SELECT profile_id FROM view_ids)
 ), ids AS MATERIALIZED (
     -- read once: the identities, the accounts and the keys all come from it
+    -- (by hash: another profile's identifiers sharing one make groups no view joins)
     SELECT namespace, value, profile_id, source_id, first_seq FROM identifiers
-    WHERE profile_id IN (SELECT profile_id FROM view_ids)
+    WHERE profile_hash IN (SELECT {PROFILE_HASH} FROM view_ids)
 ), traits AS (
     SELECT t.profile_id, ('{{' || string_agg(to_json(t.trait) || ':' || json_object(
                'value', t.value, 'source', s.name, 'updated_at', {_iso('t."timestamp"')}

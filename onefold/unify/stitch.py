@@ -819,7 +819,8 @@ def write(con: duckdb.DuckDBPyConnection, stitched: Stitched, now: datetime | No
     """Write a stitched graph into the (cleared) identity tables."""
     stamp = (now or datetime.now(UTC).replace(tzinfo=None)).isoformat(sep=" ")
     created = {"created_at": f"TIMESTAMP '{stamp}'"}
-    insert_arrow(con, "identifiers", stitched.identifiers)
+    hashed = {"profile_hash": membership.PROFILE_HASH}
+    insert_arrow(con, "identifiers", stitched.identifiers, hashed)
     profile_rows.insert(con, stitched.profiles, created)
     insert_arrow(con, "identity_merges", stitched.merges, {"method": "'deterministic'", **created})
     insert_arrow(con, "identity_refusals", stitched.refusals, created)

@@ -7,12 +7,14 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import duckdb
+import orjson
 import pyarrow as pa
 import pytest
 
 from onefold.store import Warehouse, warehouse
 from onefold.store.schema import MIGRATIONS
 from onefold.unify import membership
+from onefold.unify.profiles import profile_views_json
 
 
 @contextmanager
@@ -80,6 +82,25 @@ def test_marks_made_before_whole_marks_said_so_keep_what_they_asked_for(tmp_path
         assert con.execute(
             "SELECT whole FROM serving_dirty WHERE profile_id = 'pr_3'"
         ).fetchall() == [(True,)]
+
+
+def test_identifiers_get_their_profiles_hashes_and_views_find_them(tmp_path, monkeypatch):
+    def fill(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(
+            "INSERT INTO identifiers VALUES ('email', 'jane@example.com', 'pr_1', 1, NULL), "
+            "('anonymous_id', 'a-1', 'pr_1', 2, NULL), ('user_id', 'ana', 'pr_2', 3, NULL)"
+        )
+
+    with _upgraded(tmp_path / "w.duckdb", monkeypatch, 16, fill) as con:
+        assert con.execute(
+            "SELECT count(*) FROM identifiers WHERE profile_hash = md5_number(profile_id)"
+        ).fetchall() == [(3,)]
+        views = profile_views_json(con, ["pr_1", "pr_2"])
+        identities = {
+            profile_id: sorted(i["value"] for i in orjson.loads(view)["identities"])
+            for profile_id, view in views.items()
+        }
+        assert identities == {"pr_1": ["a-1", "jane@example.com"], "pr_2": ["ana"]}
 
 
 def test_per_profile_rows_get_their_profiles_hashes_and_are_replaced_by_them(tmp_path, monkeypatch):

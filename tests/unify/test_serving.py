@@ -98,6 +98,32 @@ def test_overrides_rebuilds_and_recomputes_are_published(onefold):
     assert_served_as_stored(onefold)
 
 
+def _unhashed(instance: Onefold) -> int:
+    return (
+        instance.warehouse.cursor()
+        .execute(
+            "SELECT count(*) FROM identifiers "
+            "WHERE profile_hash IS DISTINCT FROM md5_number(profile_id)"
+        )
+        .fetchall()[0][0]
+    )
+
+
+def test_identifiers_keep_their_profiles_hash_through_merges_unmerges_and_rebuilds(onefold):
+    """Views find a profile's identifiers by its hash: every writer of identifiers keeps
+    it (micro-batches that merge, the replay of an override, both rebuilds)."""
+    assert _unhashed(onefold) == 0
+    onefold.identity.add_override(
+        "never_link", ("anonymous_id", "family-pc"), ("user_id", "parent-1"), "shared computer"
+    )
+    assert _unhashed(onefold) == 0
+    onefold.identity.rebuild_fast()
+    assert _unhashed(onefold) == 0
+    onefold.identity.rebuild()
+    assert _unhashed(onefold) == 0
+    assert_served_as_stored(onefold)
+
+
 def test_new_events_reach_the_served_profile(onefold):
     web = onefold.sources.list()[0].name
     send(onefold, web, [
