@@ -29,14 +29,8 @@ from onefold.unify.profiles import profile_views_and_keys
 
 
 def mark_dirty(con: duckdb.DuckDBPyConnection, profile_ids: Iterable[str]) -> None:
-    ids = sorted(set(profile_ids))
-    if not ids:
-        return
-    con.register("dirty_ids", pa.table({"profile_id": pa.array(ids, pa.string())}))
-    try:
-        con.execute("INSERT INTO serving_dirty (profile_id) SELECT profile_id FROM dirty_ids")
-    finally:
-        con.unregister("dirty_ids")
+    """Mark profiles for their whole views, their computed traits to be read."""
+    _mark(con, dict.fromkeys(sorted(set(profile_ids))), None, whole=True)
 
 
 def mark_computed(
@@ -49,7 +43,7 @@ def mark_computed(
 
 
 def _mark(
-    con: duckdb.DuckDBPyConnection, marks: dict[str, str | None], upto: int, whole: bool
+    con: duckdb.DuckDBPyConnection, marks: dict[str, str | None], upto: int | None, whole: bool
 ) -> None:
     if not marks:
         return
