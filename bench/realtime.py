@@ -21,11 +21,12 @@ built on bench/ingest.py's server, wrk runner and samplers. In one run:
    computed traits, serving store) and is timed.
 
 With ``--profile``, py-spy samples the server during the lag run and the flush and the
-time of the micro-batches is split by step. Prints a table; writes
+time of the micro-batches is split by step. With ``--steal S``, another process keeps S of
+a core busy during the lag run: how the delay fares with less CPU. Prints a table; writes
 bench/results/realtime.json.
 
     .venv/bin/python bench/realtime.py [--duration 60] [--messages 1000000] [--preload 0]
-        [--profile]
+        [--rate 5000] [--profile] [--steal 0]
 """
 
 from __future__ import annotations
@@ -323,6 +324,34 @@ def _runqueue_wait(task: Path) -> float:
         return 0.0
 
 
+BUSY_LOOP = """
+import sys, time
+share, period = float(sys.argv[1]), 0.02
+while True:
+    started = time.perf_counter()
+    while time.perf_counter() - started < share * period:
+        pass
+    time.sleep((1 - share) * period)
+"""
+
+
+class Stealer:
+    """Another process busy ``share`` of every 20 ms on one core, for the lag run: a machine
+    with that much less CPU for Onefold (or another job on it), to see how much margin the
+    delay has."""
+
+    def __init__(self, share: float) -> None:
+        self.process = None
+        if share > 0:
+            self.process = subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(share)])
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
 class Profiler:
     """py-spy sampling the server (all threads, idle ones too) until stopped."""
 
@@ -562,6 +591,12 @@ def main() -> None:
     parser.add_argument("--wrk-cpus", default="0", help="taskset CPU list for wrk ('' = any)")
     parser.add_argument("--grace", type=float, default=3, help="seconds to let answers arrive")
     parser.add_argument("--profile", action="store_true", help="py-spy the unify work")
+    parser.add_argument(
+        "--steal",
+        type=float,
+        default=0,
+        help="share of a core another process keeps busy during the lag run (0-1)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -657,6 +692,7 @@ def main() -> None:
         # 1. The unify worker running, as deployed: lag at a fixed rate.
         server = Server(workdir / "unify" / "data", args.server_cpus or None, unify=True)
         sampler = StatusSampler(server)
+        stealer = Stealer(0)
         try:
             write_key = server.create_source()
             auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
@@ -670,6 +706,7 @@ def main() -> None:
             sampler.phase = "lag: load"
             profiler = Profiler(server.pid, workdir / "lag.pyspy") if args.profile else None
             clock = ThreadClock(server.pid) if PY_SPY.exists() else None
+            stealer = Stealer(args.steal)
             probe.start()
             load_started = time.monotonic()
             resolved_before = server.status()["unify_lag"]["events"]
@@ -689,7 +726,10 @@ def main() -> None:
                     and status["unify_lag"]["events"] >= status["events"] >= acked
                 )
 
-            figures["catch_up_s"] = wait_until(caught_up, 3600, "unify catch-up")
+            try:
+                figures["catch_up_s"] = wait_until(caught_up, 3600, "unify catch-up")
+            finally:
+                stealer.stop()
             resolved = server.status()["unify_lag"]["events"] - resolved_before
             # what the worker resolved from the load's start until it caught up: the
             # offered rate if it kept up, its capacity (with this batch size) if not
@@ -718,6 +758,7 @@ def main() -> None:
             figures["checkpoints_during_load"] = checkpoints_seen(sampler.samples, "lag: load")
             figures["status_samples"] = sampler.samples
         finally:
+            stealer.stop()
             server.stop()
         figures["graph"] = graph_stats(workdir / "unify" / "data" / "onefold.duckdb")
         results["runs"]["unify_rate"] = figures
@@ -841,6 +882,7 @@ def main() -> None:
             "known_pct": args.known,
             "messages_target": args.messages,
             "probe_interval_s": args.probe_interval,
+            "steal_core_share": args.steal,
             "server_cpus": args.server_cpus or "any",
             "wrk_cpus": args.wrk_cpus or "any",
             "cpus": os.cpu_count(),
