@@ -94,7 +94,9 @@ class Onefold:
             owner_index_limit=settings.owner_index_limit,
         )  # fmt: skip
         self.profiles = ProfileReader(self.warehouse, self.serving)
-        self.unify = UnifyWorker(self.identity, settings.unify_interval_ms)
+        self.unify = UnifyWorker(
+            self.identity, settings.unify_interval_ms, settings.unify_min_cycle_ms
+        )
         self.loader = Loader(self.warehouse, self.log, settings.loader_interval_ms)
         self.loader.start()
         self.unify.start()

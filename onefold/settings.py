@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         description="Serve /bench/noop/v1/batch: the batch route without storage, for benchmarks.",
     )
     unify_interval_ms: int = 200
+    unify_min_cycle_ms: int = Field(
+        default=1000,
+        description="Under a steady stream, a micro-batch starts about this often: after a "
+        "batch, the worker rests twice as long as it took, up to this cycle, so that events "
+        "gather into fewer, larger batches (each costs a fixed part whatever its size). A "
+        "trickle of events waits a few milliseconds more; a worker that is behind never "
+        "waits. 0: the next batch starts at once.",
+    )
     publish_interval_ms: int = 1000
     owner_index_limit: int = Field(
         default=1_000_000,

@@ -704,6 +704,11 @@ which costs less a profile (a publish costs about as much for one profile as for
 thousands)."""
 
 
+REST_RATIO = 2.0
+"""After a micro-batch that took less than its cycle, the resolving thread rests this many
+times as long as the batch took (see :meth:`UnifyWorker.rest_after`)."""
+
+
 def lower_thread_priority(increment: int) -> bool:
     """Lower the calling thread's CPU priority by ``increment``; whether it could."""
     if not sys.platform.startswith("linux") or increment <= 0:
@@ -720,14 +725,16 @@ def lower_thread_priority(increment: int) -> bool:
 
 class UnifyWorker:
     """Two background threads that keep the identity graph up with stored events: one
-    resolves micro-batches, the other publishes the profiles they changed to the serving
-    store — at most every ``publish_interval_ms``, beside the next micro-batches rather
-    than between them, so the two share the machine's cores (the publisher at a lower
-    priority, :data:`PUBLISH_NICENESS`)."""
+    resolves micro-batches, resting between them in proportion to their cost (under a
+    steady stream a batch starts about every ``min_cycle_ms``); the other publishes the
+    profiles they changed to the serving store — at most every ``publish_interval_ms``,
+    beside the next micro-batches rather than between them, so the two share the
+    machine's cores (the publisher at a lower priority, :data:`PUBLISH_NICENESS`)."""
 
-    def __init__(self, graph: IdentityGraph, interval_ms: int) -> None:
+    def __init__(self, graph: IdentityGraph, interval_ms: int, min_cycle_ms: int = 0) -> None:
         self.graph = graph
         self._interval = interval_ms / 1000
+        self._min_cycle = min_cycle_ms / 1000
         self._wake = threading.Event()
         self._changed = threading.Event()
         self._stop = threading.Event()
@@ -755,12 +762,31 @@ class UnifyWorker:
             self._wake.wait(self._interval)
             self._wake.clear()
             try:
-                while self.graph.process():
+                while True:
+                    started = time.monotonic()
+                    if not self.graph.process():
+                        break
                     self._changed.set()
+                    rest = self.rest_after(time.monotonic() - started)
+                    if rest > 0:
+                        self._stop.wait(rest)  # cut short by stop(), which drains the rest
                 self.resolve_error = None
             except Exception as exc:  # keep serving; the batch is retried next round
                 self.resolve_error = f"{type(exc).__name__}: {exc}"
                 log.exception("identity resolution failed")
+
+    def rest_after(self, took: float) -> float:
+        """How long the resolving thread lets events gather after a batch that took
+        ``took`` seconds (nothing when not positive).
+
+        A batch costs a fixed part whatever its size, so many small batches cost more CPU
+        than a few large ones. After a quick batch (a trickle of events) the thread rests
+        :data:`REST_RATIO` times as long, a few milliseconds; as batches take longer it
+        rests longer, so that under a steady stream a batch starts about every
+        ``min_cycle_ms``. A thread that falls behind gets larger batches, which take
+        longer and are followed by shorter rests; once a batch takes the whole cycle the
+        next one starts at once."""
+        return min(REST_RATIO * took, self._min_cycle - took)
 
     def _publish_loop(self) -> None:
         lower_thread_priority(PUBLISH_NICENESS)

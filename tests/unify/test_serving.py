@@ -662,9 +662,10 @@ def test_rewriting_dead_rows_beside_the_running_publisher(tmp_path, monkeypatch,
     monkeypatch.setattr(publish, "profile_views_and_keys", slow_views)
     monkeypatch.setattr(graph.publish, "publish", timed("publish", graph.publish.publish))
     monkeypatch.setattr(compaction, "compact", timed("rewrite", compaction.compact))
-    settings = Settings(
-        data_dir=tmp_path, admin_token="t", unify_interval_ms=10, publish_interval_ms=10
-    )
+    settings = Settings(  # batches back to back: a rewrite after each
+        data_dir=tmp_path, admin_token="t", unify_interval_ms=10, publish_interval_ms=10,
+        unify_min_cycle_ms=0,
+    )  # fmt: skip
     instance = Onefold(settings)
     try:
         instance.identity.compact_min_dead = 1
