@@ -600,6 +600,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if not 0 <= args.steal <= 1:
+        raise SystemExit("--steal is a share of one core, from 0 to 1")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
     if shutil.which("taskset") is None:
@@ -726,10 +728,8 @@ def main() -> None:
                     and status["unify_lag"]["events"] >= status["events"] >= acked
                 )
 
-            try:
-                figures["catch_up_s"] = wait_until(caught_up, 3600, "unify catch-up")
-            finally:
-                stealer.stop()
+            figures["catch_up_s"] = wait_until(caught_up, 3600, "unify catch-up")
+            stealer.stop()  # the rest of the run has the machine to itself
             resolved = server.status()["unify_lag"]["events"] - resolved_before
             # what the worker resolved from the load's start until it caught up: the
             # offered rate if it kept up, its capacity (with this batch size) if not
