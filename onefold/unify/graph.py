@@ -709,18 +709,17 @@ REST_RATIO = 2.0
 times as long as the batch took (see :meth:`UnifyWorker.rest_after`)."""
 
 
-def lower_thread_priority(increment: int) -> bool:
-    """Lower the calling thread's CPU priority by ``increment``; whether it could."""
+def lower_thread_priority(increment: int) -> None:
+    """Lower the calling thread's CPU priority by ``increment``. Off Linux it does nothing
+    (the call would lower the whole process); if the system refuses, a warning says so."""
     if not sys.platform.startswith("linux") or increment <= 0:
-        return False
+        return
     thread = threading.get_native_id()
     try:
         now = os.getpriority(os.PRIO_PROCESS, thread)
         os.setpriority(os.PRIO_PROCESS, thread, min(19, now + increment))
     except OSError:
         log.warning("could not lower the priority of thread %s", thread, exc_info=True)
-        return False
-    return True
 
 
 class UnifyWorker:
